@@ -1,0 +1,1 @@
+"""The worker protocol without I/O: message structs, codec, error codes."""
