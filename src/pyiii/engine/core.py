@@ -123,6 +123,8 @@ class Engine:
         #: Set by the queue module; ``None`` means Enqueue answers ``enqueue_error`` (§4.3 rule 4).
         self.enqueue_hook: Callable[[EnqueueRequest], Awaitable[None]] | None = None
         self.modules: list[Any] = []
+        #: Set by the observability module: receives each ``LOGS``-prefixed telemetry frame (§8).
+        self.telemetry_sink: Callable[[bytes], None] | None = None
         self._listeners: list[EngineEventListener] = []
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
         self._functions_changed_handle: asyncio.TimerHandle | None = None
@@ -209,6 +211,17 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def telemetry(self, frame: bytes) -> None:
+        """A binary telemetry frame from ``/otel`` or ``/`` (§8.1): ``LOGS`` frames go to the log store,
+        ``OTLP`` and ``MTRC`` are discarded. Never raises."""
+        sink = self.telemetry_sink
+        if sink is None or not frame.startswith(b"LOGS"):
+            return
+        try:
+            sink(frame[4:])
+        except Exception:
+            log.debug("telemetry frame dropped", exc_info=True)
 
     # ------------------------------------------------------------------ events
 

@@ -1,0 +1,59 @@
+"""The in-process connection: an SDK client attached to an :class:`Engine` in the same event loop.
+
+No socket and no JSON: the SDK hands the engine the same message structs it would encode
+(``pyiii.protocol.messages``), and the engine hands back its structs through ``deliver``. Payloads
+that came from a remote peer may arrive as ``msgspec.Raw``; the SDK turns them into Python values with
+``pyiii.protocol.codec.to_python``. Everything runs on the engine's loop thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pyiii.engine.peer import Peer
+
+if TYPE_CHECKING:
+    from pyiii.engine.core import Engine
+
+
+class LocalPeer(Peer):
+    """Engine side of an in-process client. ``deliver`` receives every message the engine sends;
+    ``on_close`` is called with the close code when the engine closes the connection."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        engine: Engine,
+        deliver: Callable[[Any], None],
+        on_close: Callable[[int, str], None] | None = None,
+    ) -> None:
+        super().__init__(ip_address=None)
+        self.engine = engine
+        self._deliver = deliver
+        self._on_close = on_close
+        self.closed = False
+        self.lift_legacy_limit()  # no frame limit without frames
+
+    def send(self, message: Any) -> None:
+        if not self.closed:
+            self._deliver(message)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.engine.detach(self)
+        if self._on_close is not None:
+            self._on_close(code, reason)
+
+    async def probe(self, timeout_s: float) -> bool:
+        return not self.closed
+
+
+def connect_local(engine: Engine, deliver: Callable[[Any], None],
+                  on_close: Callable[[int, str], None] | None = None) -> tuple[LocalPeer, Any]:  # fmt: skip
+    """Attach an in-process client; returns the peer and the ``workerregistered`` message for it."""
+    peer = LocalPeer(engine, deliver, on_close)
+    return peer, engine.attach(peer)
