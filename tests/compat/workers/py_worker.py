@@ -73,7 +73,9 @@ class EventLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            OUT.emit("sdk_log", level=record.levelname.lower(), logger=record.name, message=record.getMessage())
+            OUT.emit(
+                "sdk_log", level=record.levelname.lower(), logger=record.name, message=record.getMessage()
+            )
         except Exception:
             self.handleError(record)
 
@@ -97,7 +99,11 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     """An SDK error as event fields: InvocationError (0.25) and IIIInvocationError (0.11.6) carry `code`."""
     code = getattr(exc, "code", None)
     if isinstance(code, str):
-        return {"code": code, "message": getattr(exc, "message", str(exc)), "stacktrace": getattr(exc, "stacktrace", None)}
+        return {
+            "code": code,
+            "message": getattr(exc, "message", str(exc)),
+            "stacktrace": getattr(exc, "stacktrace", None),
+        }
     return {"code": f"EXCEPTION:{type(exc).__name__}", "message": str(exc)}
 
 
@@ -164,7 +170,9 @@ class Worker:
             sync = self.sync(self.plan.get("ready_timeout_ms", 20000))
         else:
             sync = {"verified": False}
-        OUT.emit("ready", sdk=SDK_ID, worker_id=self.client.worker_id, name=self.name, pid=os.getpid(), **sync)
+        OUT.emit(
+            "ready", sdk=SDK_ID, worker_id=self.client.worker_id, name=self.name, pid=os.getpid(), **sync
+        )
         self._run_plan()
 
     def _options(self) -> Any:
@@ -240,7 +248,11 @@ class Worker:
                     return {"verified": False}
                 listing = None
             for entry in (listing or {}).get("workers", []):
-                if worker_id and entry.get("id") == worker_id and entry.get("function_count", 0) >= len(self.counted):
+                if (
+                    worker_id
+                    and entry.get("id") == worker_id
+                    and entry.get("function_count", 0) >= len(self.counted)
+                ):
                     return {"verified": True}
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -275,7 +287,11 @@ class Worker:
         self.client.unregister_trigger_type({"id": type_id, "description": ""})
 
     def register_trigger(self, spec: dict[str, Any], key: str) -> None:
-        body = {k: spec[k] for k in ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace") if k in spec}
+        body = {
+            k: spec[k]
+            for k in ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
+            if k in spec
+        }
         if LEGACY:
             body.pop("namespace", None)
             body.pop("trigger_namespace", None)
@@ -307,10 +323,21 @@ class Worker:
                 request = {"function_id": spec["target"], "payload": data}
                 if "target_namespace" in spec:
                     request["namespace"] = spec["target_namespace"]
-                return {"relayed": await self.client.trigger_async(request), "worker": self.name, "sdk": SDK_ID}
+                return {
+                    "relayed": await self.client.trigger_async(request),
+                    "worker": self.name,
+                    "sdk": SDK_ID,
+                }
             elif kind == "log":
                 getattr(Logger(), spec.get("level", "info"))(spec.get("message", fid), data)
-            return {"got": data, "meta": metadata, "worker": self.name, "sdk": SDK_ID, "pid": os.getpid(), "function_id": fid}
+            return {
+                "got": data,
+                "meta": metadata,
+                "worker": self.name,
+                "sdk": SDK_ID,
+                "pid": os.getpid(),
+                "function_id": fid,
+            }
 
         return handler
 
@@ -334,7 +361,11 @@ class Worker:
         try:
             result = self.client.trigger(request)
         except Exception as exc:
-            return {"ok": False, "elapsed_ms": round((time.monotonic() - started) * 1000), **error_fields(exc)}
+            return {
+                "ok": False,
+                "elapsed_ms": round((time.monotonic() - started) * 1000),
+                **error_fields(exc),
+            }
         fields: dict[str, Any] = {"ok": True, "elapsed_ms": round((time.monotonic() - started) * 1000)}
         if spec.get("quiet"):
             fields["result_len"] = json_len(result)
@@ -473,7 +504,9 @@ def main() -> None:
         os._exit(2)
     worker = Worker(plan)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
-    OUT.emit("started", sdk=SDK_ID, sdk_version=SDK_VERSION, pid=os.getpid(), os=os_string(), name=worker.name)
+    OUT.emit(
+        "started", sdk=SDK_ID, sdk_version=SDK_VERSION, pid=os.getpid(), os=os_string(), name=worker.name
+    )
     threading.Thread(target=worker.read_commands, daemon=True, name="compat-stdin").start()
     if plan.get("connect", "now") == "now":
         threading.Thread(target=worker._connect_guarded, daemon=True, name="compat-connect").start()
