@@ -61,7 +61,8 @@ def decode_logs(body: bytes | str) -> list[LogRecord]:
     """Every log record of a ``LOGS`` frame body (prefix already stripped), in frame order."""
     try:
         doc = msgspec.json.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 inside a JSON string.
         return []
     if not isinstance(doc, dict):
         return []
