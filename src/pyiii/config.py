@@ -433,6 +433,9 @@ def _read_document(path: str, env: Mapping[str, str], ctx: _Context) -> Any:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         raise ctx.error(*_yaml_error_parts(exc)) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, or bad encoding
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        raise ctx.error(f"position {exc.position}", f"character #x{code:04x}: {exc.reason}") from exc
     except yaml.YAMLError as exc:
         raise ctx.error("", _one_line(str(exc))) from exc
 
@@ -440,6 +443,8 @@ def _read_document(path: str, env: Mapping[str, str], ctx: _Context) -> Any:
 def _yaml_error_parts(exc: yaml.MarkedYAMLError) -> tuple[str, str]:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and problem.startswith("but "):  # "expected a single document…, but found another"
+        problem = f"{exc.context}, {problem}"
     location = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     return location, _one_line(problem)
 
@@ -620,11 +625,11 @@ class _Section:
 
     def string(self, key: str, default: str, *, non_empty: bool = False) -> str:
         value = self.get(key)
+        if not isinstance(value, str):
+            # rule 5 may have re-read a plain `${VAR}` as a number, bool or null: keep the text
+            value = self.ctx.env_text.get(self.loc(key), value)
         if value is None:
             return default
-        if not isinstance(value, str):
-            # rule 5 may have re-read a plain `${VAR}` as a number or bool: use the text as substituted
-            value = self.ctx.env_text.get(self.loc(key), value)
         if not isinstance(value, str) or (non_empty and not value):
             expected = "a non-empty string" if non_empty else "a string"
             raise self.ctx.error(self.loc(key), f"expected {expected}, got {_describe(value)}")
