@@ -130,7 +130,7 @@ def test_double_value_special_strings() -> None:
 
 def test_malformed_anyvalues_become_null() -> None:
     """A value of the wrong type inside an AnyValue, or an unknown kind, converts to None."""
-    for raw in (
+    cases: list[Any] = [
         {"stringValue": 5},
         {"boolValue": "true"},
         {"intValue": "12a"},
@@ -145,7 +145,8 @@ def test_malformed_anyvalues_become_null() -> None:
         "a string",
         None,
         [1],
-    ):
+    ]
+    for raw in cases:
         assert any_value(raw) is None, raw
 
 
