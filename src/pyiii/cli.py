@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -24,22 +23,22 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from pyiii import III, InitOptions, register_worker
 from pyiii._version import __version__
-from pyiii.config import ConfigError, ObservabilitySettings, Settings, load_settings
+from pyiii.config import ConfigError, Settings, load_settings
+from pyiii.errors import InvocationError
 
-__all__ = ["UsageError", "build_payload", "configure_logging", "main", "resolve_target_url"]
+__all__ = ["UsageError", "build_payload", "main", "resolve_target_url"]
 
 DEFAULT_URL = "ws://127.0.0.1:49134"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 49134
 DEFAULT_TIMEOUT_MS = 30000
 TRIGGER_WORKER_NAME = "pyiii-cli:trigger"
-
-log = logging.getLogger("pyiii.cli")
 
 
 class UsageError(ValueError):
@@ -155,11 +154,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    configure_logging(settings.observability)
-    for warning in settings.warnings:
-        log.warning(warning)
     if args.data_dir is not None and settings.source_file is not None:
-        log.warning("--data-dir is ignored because the config file %s is used", settings.source_file)
+        note = f"--data-dir is ignored because the config file {settings.source_file} is used"
+        settings = replace(settings, warnings=(*settings.warnings, note))
+    # `serve` configures logging from settings.observability first, then logs settings.warnings: the
+    # warnings come out in the engine's log format, once.
     return _serve(settings)
 
 
@@ -167,67 +166,6 @@ def _serve(settings: Settings) -> int:
     from pyiii.server.app import serve  # imported late: `pyiii trigger` and --version never need it
 
     return serve(settings)
-
-
-# logging levels of observability.level; `trace` sits below DEBUG
-TRACE = 5
-_LEVELS = {
-    "trace": TRACE,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
-_LEVEL_NAMES = {TRACE: "TRACE", logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARN"}
-
-
-def _level_name(record: logging.LogRecord) -> str:
-    return _LEVEL_NAMES.get(record.levelno, "ERROR" if record.levelno >= logging.ERROR else record.levelname)
-
-
-class _LineFormatter(logging.Formatter):
-    """`[HH:MM:SS.mmm] [LEVEL] message` (§3.1)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
-        text = f"[{stamp}] [{_level_name(record)}] {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line (`iii-observability.format: json`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": _level_name(record),
-            "target": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
-
-
-class _PyiiiHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
-    """Marks the handler installed by `configure_logging`, so a second call replaces it."""
-
-
-def configure_logging(observability: ObservabilitySettings, stream: Any = None) -> None:
-    """Send the `pyiii` loggers to stderr in the §3.1 format, at `observability.level`.
-
-    Idempotent: a later call replaces the handler of an earlier one.
-    """
-    logging.addLevelName(TRACE, "TRACE")
-    logger = logging.getLogger("pyiii")
-    for handler in [h for h in logger.handlers if isinstance(h, _PyiiiHandler)]:
-        logger.removeHandler(handler)
-    handler = _PyiiiHandler(sys.stderr if stream is None else stream)
-    handler.setFormatter(_JsonFormatter() if observability.format == "json" else _LineFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(_LEVELS[observability.level])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -364,8 +302,6 @@ class _Call:
         refused = _probe(self.url, self.remaining_s())
         if refused is not None:
             return self.fail(f"Could not connect to the engine at {self.url}: {refused}")
-        from pyiii.errors import InvocationError  # the SDK is only needed once an engine answers
-
         try:
             client = self.connect()
         except Exception as exc:  # the SDK refused the address or failed to start
@@ -394,18 +330,14 @@ class _Call:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
 
-    def connect(self) -> Any:
+    def connect(self) -> III | None:
         """`register_worker` blocks until the socket is open (up to 30 s); bound it by our deadline.
 
         Returns the client, or None when the deadline passed first. The helper thread is a daemon so
         an abandoned connect never keeps the process alive; a client that arrives late is shut down.
         """
-        # protocol.md §10: `from pyiii import register_worker, InitOptions`; looked up at run time so
-        # this module type-checks whether or not the SDK is present in the tree
-        sdk: Any = importlib.import_module("pyiii")
-        register_worker = sdk.register_worker
-        options = sdk.InitOptions(worker_name=TRIGGER_WORKER_NAME, headers=self.headers)
-        outcome: list[Any] = []
+        options = InitOptions(worker_name=TRIGGER_WORKER_NAME, headers=self.headers)
+        outcome: list[III] = []
         failure: list[Exception] = []
         lock = threading.Lock()
         abandoned = threading.Event()
@@ -465,22 +397,22 @@ def _probe(url: str, timeout_s: float) -> str | None:
         return exc.strerror or str(exc)
 
 
-def _is_connected(client: Any) -> bool:
+def _is_connected(client: III) -> bool:
     try:
         return bool(client.get_connection_state() == "connected")
     except Exception:
         return False
 
 
-def _shutdown_quietly(client: Any) -> None:
+def _shutdown_quietly(client: III) -> None:
     with contextlib.suppress(Exception):
         client.shutdown()
 
 
-def _error_body(exc: Any) -> dict[str, Any]:
+def _error_body(exc: InvocationError) -> dict[str, Any]:
     """§3.2 rule 5: `{"code", "message", "stacktrace"}`; stacktrace only when the error has one."""
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    stacktrace = getattr(exc, "stacktrace", None)
+    stacktrace = exc.stacktrace
     if stacktrace is not None:
         body["stacktrace"] = stacktrace
     return body
