@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -533,8 +533,6 @@ def _join(location: str, key: object) -> str:
 # --------------------------------------------------------------------------------------------------
 # Validation helpers
 
-_T = TypeVar("_T")
-
 
 class _Context:
     """Per-load state: the file name for messages, collected warnings, and the substituted text of
@@ -615,14 +613,6 @@ class _Section:
     def section(self, key: str) -> _Section:
         return _Section.of(self.ctx, self.get(key), self.loc(key))
 
-    def _typed(self, key: str, default: _T, check: Callable[[Any], bool], expected: str) -> _T | Any:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not check(value):
-            raise self.ctx.error(self.loc(key), f"expected {expected}, got {_describe(value)}")
-        return value
-
     def string(self, key: str, default: str, *, non_empty: bool = False) -> str:
         value = self.get(key)
         if not isinstance(value, str):
@@ -664,7 +654,12 @@ class _Section:
         return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
-        return bool(self._typed(key, default, lambda v: isinstance(v, bool), "true or false"))
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.ctx.error(self.loc(key), f"expected true or false, got {_describe(value)}")
+        return value
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get(key)
