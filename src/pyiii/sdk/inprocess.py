@@ -1,0 +1,124 @@
+"""In-process transport: a client attached to an :class:`~pyiii.engine.core.Engine` of this process.
+
+No socket and no JSON (spec/protocol.md §10, brief: "the same struct objects go to engine.handle").
+The client runs on the engine's loop. Outbound messages are handed to ``engine.handle`` as they are;
+the engine delivers its messages by calling the client synchronously (``LocalPeer.send``), and the
+client never answers from inside that call: handlers run as tasks or in the thread pool.
+
+Two deliberate shortcuts:
+
+* the ``engine::workers::register`` Void call of the replay is applied with
+  ``Engine.register_worker_info`` directly, so the namespace is fixed and every registration made
+  right after ``register_worker(engine)`` is applied at once instead of waiting for a task;
+* ``reattach`` is not sent: an in-process connection only goes away when the engine detached it, so
+  there is never a stale predecessor to evict.
+
+An in-process client does not reconnect: when the engine closes it (engine stop), its state becomes
+``disconnected`` and calls queue until they time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from msgspec import UNSET
+
+from pyiii.engine.local import connect_local
+from pyiii.protocol.messages import InvokeFunction, Reattach, WorkerMessage
+from pyiii.sdk.replay import REGISTER_WORKER
+from pyiii.sdk.transport import Transport, TransportEvents
+
+if TYPE_CHECKING:
+    from pyiii.engine.core import Engine
+    from pyiii.engine.local import LocalPeer
+
+__all__ = ["InProcessTransport", "engine_loop"]
+
+
+def engine_loop(engine: Engine) -> asyncio.AbstractEventLoop:
+    """The running loop of a started engine (``RuntimeError`` otherwise)."""
+    if not engine.started:
+        raise RuntimeError("register_worker(engine) needs a started engine: 'await engine.start()' first")
+    loop = engine.loop
+    if loop.is_closed() or not loop.is_running():
+        raise RuntimeError("register_worker(engine): the engine's event loop is not running")
+    return loop
+
+
+class InProcessTransport(Transport):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._peer: LocalPeer | None = None
+        self._events: TransportEvents | None = None
+        self.connected = False
+        # Invocation ids: a random UUID v4 prefix and a counter, so ids stay UUID-shaped and unique
+        # without paying for uuid4() on every call (the engine accepts any non-empty string, D6).
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._counter = itertools.count(1)
+        self._background: asyncio.Future[Any] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"inprocess://engine-{id(self._engine):x}"
+
+    def channel_base_url(self) -> str | None:
+        # Channel sockets need the engine's WebSocket listener; a server that has one may publish it.
+        url = getattr(self._engine, "ws_url", None)
+        return url if isinstance(url, str) else None
+
+    def new_invocation_id(self) -> str:
+        return f"{self._id_prefix}{next(self._counter):012x}"
+
+    def start(self, events: TransportEvents) -> None:
+        self._events = events
+        events.state_changed("connecting")
+        peer, registered = connect_local(self._engine, events.message_received, self._on_close)
+        self._peer = peer
+        self.connected = True
+        events.connection_opened()
+        events.message_received(registered)
+
+    def send(self, message: WorkerMessage) -> None:
+        peer = self._peer
+        if peer is None:
+            return
+        cls = message.__class__
+        if cls is InvokeFunction:
+            if message.action is not UNSET and message.function_id == REGISTER_WORKER:  # type: ignore[union-attr]
+                register_info = getattr(self._engine, "register_worker_info", None)
+                if register_info is not None:
+                    register_info(peer, message.data)  # type: ignore[union-attr]
+                    return
+        elif cls is Reattach:
+            return
+        outcome: Any = self._engine.handle(peer, message)
+        if outcome is not None:  # only reattach is asynchronous, and it is never sent from here
+            self._background = asyncio.ensure_future(outcome)
+
+    def _on_close(self, code: int, reason: str) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        events = self._events
+        if events is not None:
+            events.connection_lost()
+            events.state_changed("disconnected")
+
+    def abort(self) -> None:
+        """Detach from the engine now, so nothing is routed here any more (§6.3)."""
+        peer = self._peer
+        if peer is not None and self.connected:
+            self.connected = False
+            self._engine.detach(peer)
+
+    async def close(self) -> None:
+        peer = self._peer
+        if peer is None:
+            return
+        if self.connected:
+            self.connected = False
+            self._engine.detach(peer)
+        await peer.close(1000, "worker shut down")

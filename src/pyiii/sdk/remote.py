@@ -1,0 +1,258 @@
+"""WebSocket transport (spec/protocol.md §2, §10.2, §10.5): aiohttp client with reconnect.
+
+The reconnect loop takes its delays from :func:`pyiii.sdk.backoff.backoff_delays` (a fresh generator
+after every successful connect, §10.5 rule 7). Each connection has exactly one writer task
+(STYLE habit 2): :meth:`RemoteTransport.send` encodes with msgspec, checks the 64 MiB limit and
+appends to the connection's buffer; the writer drains it in order. Frames are UTF-8 JSON text frames;
+inbound frames are decoded with :func:`pyiii.protocol.codec.decode_engine_frame`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType
+
+from pyiii.protocol.codec import Ignored, decode_engine_frame, encode
+from pyiii.protocol.messages import WorkerMessage
+from pyiii.sdk.backoff import backoff_delays
+from pyiii.sdk.transport import PayloadTooLarge, Transport, TransportEvents
+from pyiii.sdk.types import ReconnectionConfig
+
+__all__ = ["MAX_MESSAGE_BYTES", "BackgroundLoop", "RemoteTransport", "upgrade_headers"]
+
+log = logging.getLogger("pyiii.sdk.remote")
+
+#: Inbound and outbound message limit (§10.5 rule 11).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: WebSocket ping interval (§2.4 rule 6).
+HEARTBEAT_S = 20.0
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class BackgroundLoop:
+    """An event loop running forever in a daemon thread (uvloop when available)."""
+
+    def __init__(self, name: str = "pyiii-sdk") -> None:
+        self.loop = _new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    def stop_soon(self) -> None:
+        """Stop the loop after the current callbacks (callable from any thread, never blocks)."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the loop and join the thread (not from the loop's own thread)."""
+        self.stop_soon()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+
+def upgrade_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """``InitOptions.headers``, plus ``Authorization: Bearer $III_TOKEN`` when set and not given (§10.2)."""
+    out = dict(headers or {})
+    token = os.environ.get("III_TOKEN", "").strip()
+    if token and not any(key.lower() == "authorization" for key in out):
+        out["Authorization"] = f"Bearer {token}"
+    return out
+
+
+class _Connection:
+    """One open socket: its outbound buffer and its single writer task."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+        self.ws = ws
+        self.buffer: deque[bytes] = deque()
+        self.wakeup = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+
+    async def write_loop(self) -> None:
+        ws, buffer, wakeup = self.ws, self.buffer, self.wakeup
+        try:
+            while True:
+                while buffer:
+                    await ws.send_frame(buffer.popleft(), WSMsgType.TEXT)
+                wakeup.clear()
+                await wakeup.wait()
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # The socket died under us; the read loop notices and reports it.
+            log.debug("writer stopped: %s", exc)
+
+
+class RemoteTransport(Transport):
+    """A worker socket to ``url`` that reconnects with backoff until closed."""
+
+    def __init__(self, url: str, headers: dict[str, str], reconnection: ReconnectionConfig) -> None:
+        self._url = url
+        self._headers = headers
+        self._reconnection = reconnection
+        self._events: TransportEvents | None = None
+        self._conn: _Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = False
+
+    @property
+    def address(self) -> str:
+        return self._url
+
+    def channel_base_url(self) -> str | None:
+        url = self._url.split("?", 1)[0].rstrip("/")
+        return url or None
+
+    def start(self, events: TransportEvents) -> None:
+        self._events = events
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"pyiii-connect {self._url}")
+
+    def send(self, message: WorkerMessage) -> None:
+        data = encode(message)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge(len(data), MAX_MESSAGE_BYTES)
+        conn = self._conn
+        if conn is None:  # raced with a close; the client only sends while connected
+            return
+        conn.buffer.append(data)
+        conn.wakeup.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=aiohttp.WSCloseCode.OK)
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ------------------------------------------------------------------ the reconnect loop
+
+    async def _run(self) -> None:
+        events = self._events
+        assert events is not None
+        delays: Iterator[float] | None = None
+        first = True
+        # ``connect`` bounds the handshake; an open socket has no overall deadline.
+        timeout = aiohttp.ClientTimeout(total=None, connect=10.0)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not self._closing:
+                events.state_changed("connecting" if first else "reconnecting")
+                try:
+                    ws = await session.ws_connect(
+                        self._url,
+                        headers=self._headers,
+                        heartbeat=HEARTBEAT_S,
+                        max_msg_size=MAX_MESSAGE_BYTES,
+                        decode_text=False,
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # refused, DNS, handshake 4xx/5xx, timeouts
+                    log.log(
+                        logging.WARNING if first else logging.DEBUG,
+                        "cannot connect to %s: %s",
+                        self._url,
+                        exc,
+                    )
+                    first = False
+                    if delays is None:
+                        delays = backoff_delays(self._reconnection)
+                    if not await self._wait_before_retry(delays):
+                        return
+                    continue
+                first = False
+                delays = None  # §10.5 rule 7: reset after a successful connect
+                await self._serve(ws)
+                if self._closing:
+                    return
+                delays = backoff_delays(self._reconnection)
+                if not await self._wait_before_retry(delays):
+                    return
+
+    async def _wait_before_retry(self, delays: Iterator[float]) -> bool:
+        events = self._events
+        assert events is not None
+        delay = next(delays, None)
+        if delay is None:
+            log.error("giving up on %s after %d retries", self._url, self._reconnection.max_retries)
+            events.state_changed("failed")
+            return False
+        events.state_changed("reconnecting")
+        log.debug("reconnecting to %s in %.0f ms", self._url, delay * 1000)
+        await asyncio.sleep(delay)
+        return not self._closing
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+        """Run one connection until it closes; the client replays from ``connection_opened``."""
+        events = self._events
+        assert events is not None
+        conn = _Connection(ws)
+        conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
+        self._conn = conn
+        self.connected = True
+        log.info("connected to %s", self._url)
+        try:
+            events.connection_opened()
+            await self._read_loop(ws, events)
+        finally:
+            self.connected = False
+            self._conn = None
+            conn.writer.cancel()
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            log.info("disconnected from %s (close code %s)", self._url, ws.close_code)
+            events.connection_lost()
+
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any], events: TransportEvents) -> None:
+        received = events.message_received
+        while True:
+            frame = await ws.receive()
+            kind = frame.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                message: Any = decode_engine_frame(frame.data)
+                if type(message) is Ignored:
+                    log.debug("frame ignored: %s", message.reason)
+                    continue
+                try:
+                    received(message)
+                except Exception:  # a client bug must not kill the connection
+                    log.exception("failed to handle %s", type(message).__name__)
+            elif kind is WSMsgType.ERROR:
+                log.warning("socket error on %s: %s", self._url, ws.exception())
+                return
+            elif kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
