@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -349,6 +350,13 @@ class SdkWorker:
             _matcher(match), since, timeout_s, lambda: f"{self} waited for {what}\n{self.describe()}"
         )
 
+    def after(self, event: dict[str, Any]) -> int:
+        """The position just after `event` (one returned by `wait_event`), for a later `since`."""
+        for i, seen in enumerate(self._events.items):
+            if seen is event:
+                return i + 1
+        raise ValueError(f"{event} is not an event of {self}")
+
     async def wait_state(
         self, state: str, *, since: int = 0, timeout_s: float = EVENT_TIMEOUT_S
     ) -> dict[str, Any]:
@@ -624,3 +632,154 @@ class EngineProcess:
             await self._stderr.add(raw.decode("utf-8", "replace"))
 
         await _pump(stream, sink)
+
+
+class RawClient:
+    """A hand-driven WebSocket peer, for what no SDK sends: malformed frames, forged reattaches,
+    stale connections that never answer pings, oversized messages.
+
+    Every received frame is kept: text frames parsed as JSON when possible (``{"_text": ...}``
+    otherwise), and one final ``{"_closed": code}`` entry when the socket closes.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.session = session
+        self.ws = ws
+        self._frames = _Lines()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(
+        cls, url: str, path: str = "/", *, autoping: bool = True, headers: dict[str, str] | None = None
+    ) -> RawClient:
+        """Opens `url` + `path`. With ``autoping=False`` the client never answers pings (a half-open peer)."""
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(
+                url.rstrip("/") + path, autoping=autoping, headers=headers, max_msg_size=0
+            )
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws)
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.ws.send_bytes(message)
+        elif isinstance(message, str):
+            await self.ws.send_str(message)
+        else:
+            await self.ws.send_str(json.dumps(message))
+
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        return self._frames.items
+
+    def mark(self) -> int:
+        return len(self._frames.items)
+
+    async def wait_frame(
+        self,
+        match: dict[str, Any] | Callable[[dict[str, Any]], bool],
+        *,
+        since: int = 0,
+        timeout_s: float = EVENT_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """The first received frame from `since` that matches (a dict of expected fields, or a predicate)."""
+        return await self._frames.wait(
+            _matcher(match),
+            since,
+            timeout_s,
+            lambda: f"raw client waited for {match}; got {self.frames[-20:]}",
+        )
+
+    async def wait_closed(self, timeout_s: float = EVENT_TIMEOUT_S) -> int | None:
+        """Waits for the engine to close the socket; returns the close code."""
+        frame = await self.wait_frame(lambda f: "_closed" in f, timeout_s=timeout_s)
+        return frame["_closed"]
+
+    async def hello(self) -> dict[str, Any]:
+        """The engine's `workerregistered` frame (sent first on every connection)."""
+        return await self.wait_frame({"type": "workerregistered"})
+
+    async def register_worker(self, name: str, **fields: Any) -> None:
+        """Sends ``engine::workers::register`` (Void) with `name` and the given payload fields."""
+        await self.send(
+            {
+                "type": "invokefunction",
+                "function_id": "engine::workers::register",
+                "data": {"runtime": "raw", "version": "0", "name": name, "pid": os.getpid(), **fields},
+                "action": {"type": "void"},
+            }
+        )
+
+    async def invoke(self, function_id: str, data: Any = None, **fields: Any) -> dict[str, Any]:
+        """A request/response call; returns the `invocationresult` frame."""
+        invocation_id = fields.pop("invocation_id", None) or f"raw-{next(_raw_ids)}"
+        since = self.mark()
+        await self.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": function_id,
+                "data": data,
+                **fields,
+            }
+        )
+        return await self.wait_frame(
+            {"type": "invocationresult", "invocation_id": invocation_id}, since=since
+        )
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader
+        await self.session.close()
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    try:
+                        frame = json.loads(msg.data)
+                    except ValueError:
+                        frame = {"_text": msg.data}
+                    await self._frames.add(frame if isinstance(frame, dict) else {"_json": frame})
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await self._frames.add({"_binary": len(msg.data)})
+                elif msg.type == aiohttp.WSMsgType.PONG:  # delivered only with autoping=False
+                    await self._frames.add({"_pong": msg.data.decode("utf-8", "replace")})
+                elif msg.type == aiohttp.WSMsgType.PING:
+                    await self._frames.add({"_ping": msg.data.decode("utf-8", "replace")})
+        finally:
+            await self._frames.add({"_closed": self.ws.close_code})
+
+
+_raw_ids = itertools.count(1)
+
+
+# Engine queries through an SDK worker.
+
+
+async def list_workers(via: SdkWorker) -> list[dict[str, Any]]:
+    """`engine::workers::list` called through `via`."""
+    return (await via.call_ok("engine::workers::list", {}))["workers"]
+
+
+async def wait_worker_gone(via: SdkWorker, worker_id: str, *, timeout_s: float = 60.0) -> float:
+    """Polls `engine::workers::list` until `worker_id` is gone; returns the seconds it took.
+
+    The engine publishes disconnects only through this list (or an `engine::workers-available`
+    binding), so this polls every 50 ms.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        listed = [w["id"] for w in await list_workers(via)]
+        if worker_id not in listed:
+            return loop.time() - started
+        if loop.time() - started > timeout_s * TIME_FACTOR:
+            raise AssertionError(f"worker {worker_id} still listed after {timeout_s} s: {listed}")
+        await asyncio.sleep(0.05)

@@ -54,7 +54,10 @@ const jsonLen = (value) => Buffer.byteLength(JSON.stringify(value ?? null), 'utf
 
 function errorFields(error) {
   if (error && typeof error.code === 'string') {
-    return { code: error.code, message: error.message, stacktrace: error.stacktrace ?? null }
+    // InvocationError's message is `${code}: ${message}`; report the engine's message alone.
+    const prefix = `${error.code}: `
+    const message = error.message?.startsWith(prefix) ? error.message.slice(prefix.length) : error.message
+    return { code: error.code, message, stacktrace: error.stacktrace ?? null }
   }
   return { code: `EXCEPTION:${error?.name ?? typeof error}`, message: String(error?.message ?? error) }
 }
@@ -245,11 +248,15 @@ class Worker {
       emit('invoked', { function_id: fid, metadata: metadata ?? null, worker: this.name, ...seen })
       if (kind === 'sleep') await sleep(spec.ms ?? 1000)
       else if (kind === 'fail') throw new Error(spec.message ?? `${fid} failed`)
-      else if (kind === 'big') return 'x'.repeat(spec.bytes)
-      else if (kind === 'relay') {
+      else if (kind === 'big') {
+        emit('returned', { function_id: fid })
+        return 'x'.repeat(spec.bytes)
+      } else if (kind === 'relay') {
         const relayed = await this.client.trigger({ function_id: spec.target, payload: data })
+        emit('returned', { function_id: fid })
         return { relayed: relayed ?? null, worker: this.name, sdk: SDK_ID }
       } else if (kind === 'log') new Logger()[spec.level ?? 'info'](spec.message ?? fid, data)
+      emit('returned', { function_id: fid })
       return { got: data ?? null, meta: metadata ?? null, worker: this.name, sdk: SDK_ID, pid: process.pid, function_id: fid }
     }
   }

@@ -313,6 +313,11 @@ class Worker:
         async def handler(data: Any, metadata: Any = None) -> Any:
             seen = {"data_len": json_len(data)} if quiet else {"data": data}
             OUT.emit("invoked", function_id=fid, metadata=metadata, worker=self.name, **seen)
+            result = await run(data, metadata)
+            OUT.emit("returned", function_id=fid)
+            return result
+
+        async def run(data: Any, metadata: Any) -> Any:
             if kind == "sleep":
                 await asyncio.sleep(spec.get("ms", 1000) / 1000)
             elif kind == "fail":
@@ -323,11 +328,8 @@ class Worker:
                 request = {"function_id": spec["target"], "payload": data}
                 if "target_namespace" in spec:
                     request["namespace"] = spec["target_namespace"]
-                return {
-                    "relayed": await self.client.trigger_async(request),
-                    "worker": self.name,
-                    "sdk": SDK_ID,
-                }
+                relayed = await self.client.trigger_async(request)
+                return {"relayed": relayed, "worker": self.name, "sdk": SDK_ID}
             elif kind == "log":
                 getattr(Logger(), spec.get("level", "info"))(spec.get("message", fid), data)
             return {
