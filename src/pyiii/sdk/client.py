@@ -171,9 +171,17 @@ class III:
     ``address`` is a ``ws://`` URL (default ``$III_URL``, else ``ws://127.0.0.1:49134``) or a started
     :class:`~pyiii.engine.core.Engine` of this process (in-process transport, no JSON).
     Constructing it starts connecting without waiting; :func:`register_worker` also waits.
+    ``transport`` replaces both with any :class:`~pyiii.sdk.transport.Transport`; the client then
+    runs on the calling thread's running loop.
     """
 
-    def __init__(self, address: str | Engine | None = None, options: InitOptions | None = None) -> None:
+    def __init__(
+        self,
+        address: str | Engine | None = None,
+        options: InitOptions | None = None,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
         self._options = options = options or InitOptions()
         self._name = options.resolved_worker_name()
         self._namespace = options.resolved_namespace()
@@ -206,9 +214,11 @@ class III:
         self._loop_thread: int | None = None
         self._background: BackgroundLoop | None = None
 
-        transport: Transport
-        engine = _as_engine(address)
-        if engine is not None:
+        engine = None if transport is not None else _as_engine(address)
+        if transport is not None:
+            # A caller-supplied transport (tests, custom wires) runs on the caller's loop.
+            loop = asyncio.get_running_loop()
+        elif engine is not None:
             from pyiii.sdk.inprocess import InProcessTransport, engine_loop
 
             loop = engine_loop(engine)
