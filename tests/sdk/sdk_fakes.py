@@ -86,3 +86,113 @@ class FakeTransport(Transport):
                 await self._changed.wait()
 
         return await asyncio.wait_for(loop(), timeout_s)
+
+
+class FakeEngineServer:
+    """A scripted worker-socket endpoint on 127.0.0.1: greets each connection with ``workerregistered``
+    (``w1``/``t1``, ``w2``/``t2``, ...) and records every frame with the number of its connection."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.frame_kinds: list[Any] = []
+        self.headers: list[Any] = []  # case-insensitive multidicts
+        self.sockets: list[Any] = []
+        self.connections = 0
+        self.port = 0
+        self._runner: Any = None
+        self._changed = asyncio.Event()
+
+    async def start(self, port: int = 0) -> str:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1012)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: Any) -> Any:
+        import json
+
+        from aiohttp import WSMsgType, web
+
+        ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)
+        await ws.prepare(request)
+        self.connections += 1
+        number = self.connections
+        self.headers.append(request.headers.copy())
+        self.sockets.append(ws)
+        await ws.send_str(json.dumps({"type": "workerregistered", "worker_id": f"w{number}",
+                                      "reattach_token": f"t{number}"}))  # fmt: skip
+        self._changed.set()
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    frame = json.loads(msg.data)
+                    frame["_conn"] = number
+                    self.frames.append(frame)
+                    self.frame_kinds.append(msg.type)
+                    self._changed.set()
+        finally:
+            self.sockets.remove(ws)
+            self._changed.set()
+        return ws
+
+    async def send(self, frame: dict[str, Any], connection: int | None = None) -> None:
+        """Send a JSON text frame on the latest (or the given) open connection."""
+        import json
+
+        ws = self.sockets[-1] if connection is None else self.sockets[connection]
+        await ws.send_str(json.dumps(frame))
+
+    def frames_of(self, kind: str, connection: int | None = None) -> list[dict[str, Any]]:
+        return [
+            f for f in self.frames if f["type"] == kind and (connection is None or f["_conn"] == connection)
+        ]
+
+    def calls_to(self, function_id: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames_of("invokefunction") if f["function_id"] == function_id]
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        """Wait until ``predicate()`` is truthy; re-checked on every frame and connection change."""
+
+        async def loop() -> Any:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(loop(), timeout_s)
+
+
+async def wait_state(client: Any, *states: str, timeout_s: float = 10.0) -> None:
+    """Wait (on the test's loop) until a client, whose loop may be another thread's, reaches a state."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+    unsubscribe = client.add_connection_state_listener(lambda _state: loop.call_soon_threadsafe(changed.set))
+
+    async def until() -> None:
+        while client.get_connection_state() not in states:
+            changed.clear()
+            await changed.wait()
+
+    try:
+        await asyncio.wait_for(until(), timeout_s)
+    finally:
+        unsubscribe()
