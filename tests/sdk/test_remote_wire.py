@@ -269,3 +269,15 @@ async def test_default_address_comes_from_iii_url(
         assert client.worker_id == "w1"
     finally:
         await asyncio.to_thread(client.shutdown)
+
+
+async def test_calls_after_shutdown_raise_shutdown(server: FakeEngineServer) -> None:
+    """After shutdown() (its loop thread gone) trigger and trigger_async raise SHUTDOWN."""
+    client = await asyncio.to_thread(register_worker, server.url, InitOptions(reconnection_config=FAST))
+    await asyncio.to_thread(client.shutdown)
+    with pytest.raises(InvocationError) as info:
+        await asyncio.to_thread(client.trigger, {"function_id": "x::y"})
+    assert info.value.code == codes.SHUTDOWN
+    with pytest.raises(InvocationError):
+        await client.trigger_async({"function_id": "x::y"})
+    client.register_function("late::f", lambda data: data)  # recorded, never sent: no error

@@ -129,10 +129,12 @@ def _error(code: str, message: str, pending: _Pending) -> InvocationError:
     return InvocationError(code, message, pending.function_id, None, pending.invocation_id)
 
 
-def _copy_error(error: InvocationError, pending: _Pending) -> InvocationError:
+def _copy_error(error: InvocationError, pending: _Pending | None) -> InvocationError:
     """A fresh exception per failed call (one object raised in many tasks would share a traceback)."""
     if isinstance(error, RegistrationRejectedError):
         return RegistrationRejectedError(error.code, error.message, error.function_id, error.namespace)
+    if pending is None:
+        return InvocationError(error.code, error.message)
     return InvocationError(error.code, error.message, pending.function_id, None, pending.invocation_id)
 
 
@@ -434,6 +436,7 @@ class III:
                 "III.trigger() would block the SDK's event loop (called from an async handler or the loop "
                 "thread); use 'await iii.trigger_async(...)' instead"
             )
+        self._check_usable()
         return asyncio.run_coroutine_threadsafe(self.trigger_async(request), self._loop).result()
 
     async def trigger_async(self, request: dict[str, Any] | TriggerRequest) -> Any:
@@ -443,6 +446,7 @@ class III:
         ``InitOptions.invocation_timeout_ms``). Works from any event loop.
         """
         if _get_running_loop() is not self._loop:
+            self._check_usable()
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.trigger_async(request), self._loop)
             )
@@ -450,6 +454,13 @@ class III:
         if future is None:
             return None
         return await future
+
+    def _check_usable(self) -> None:
+        """Before relaying a call to the loop from elsewhere: fail like the loop would, without it."""
+        if self._fatal is not None:
+            raise _copy_error(self._fatal, None)
+        if self._closed:
+            raise InvocationError(codes.SHUTDOWN, "iii is shut down")
 
     # ------------------------------------------------------------------ shutdown
 
@@ -650,7 +661,7 @@ class III:
         if not isinstance(function_id, str) or not function_id:
             raise ValueError("trigger request needs a non-empty 'function_id'")
         if self._fatal is not None:
-            raise self._fatal
+            raise _copy_error(self._fatal, None)
         if self._closed:
             raise InvocationError(codes.SHUTDOWN, "iii is shut down", function_id)
         if payload.__class__ not in _PLAIN_TYPES:
