@@ -247,7 +247,7 @@ class SdkWorker:
             pytest.skip(reason)
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         # The 0.11 Python SDK sends its /otel frames to $III_URL, not to the address it was given.
-        env.update({"III_URL": self.plan["url"], "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+        env.update({"III_URL": str(self.plan.get("url", "")), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
         if self.sdk.language == "node":
             env["III_COMPAT_NODE_DIR"] = str(self.sdk.install_dir)
         env.update(self.extra_env)
