@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import os
 import threading
@@ -201,7 +202,10 @@ class III:
         self._pending: dict[str, _Pending] = {}
         self._queue: deque[tuple[WorkerMessage, _Pending | None]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._tasks_discard = self._tasks.discard
+        #: Running async handler tasks by key; each removes itself when done (cheaper than a done
+        #: callback, which costs an extra loop callback per call). The loop holds tasks weakly.
+        self._handler_tasks: dict[int, asyncio.Task[Any]] = {}
+        self._handler_keys = itertools.count()
         #: ``ws://host:port`` for channel sockets, fixed per transport (§9); ``None`` = refs stay dicts.
         self._channel_base: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -789,11 +793,14 @@ class III:
         handler = entry.handler
         if handler.is_async:
             # Keep a reference: the loop holds tasks weakly (asyncio docs, create_task).
+            key = next(self._handler_keys)
             task = self._loop.create_task(
-                self._run_async(handler, invocation_id, function_id, data, metadata, traceparent, self._gen)
+                self._run_async(
+                    handler, invocation_id, function_id, data, metadata, traceparent, self._gen, key
+                )
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks_discard)
+            if not task.done():  # (an eager task factory may already have finished it)
+                self._handler_tasks[key] = task
         else:
             self._executor().submit(
                 self._run_sync, handler, invocation_id, function_id, data, metadata, traceparent, self._gen
@@ -808,6 +815,7 @@ class III:
         metadata: Any,
         traceparent: str | None,
         gen: int,
+        key: int,
     ) -> None:
         current_traceparent.set(traceparent)  # this task's own context copy
         try:
@@ -818,6 +826,8 @@ class III:
         except Exception as exc:
             self._handler_failed(invocation_id, function_id, exc, gen)
             return
+        finally:
+            self._handler_tasks.pop(key, None)
         if invocation_id is None:
             return
         # _reply inlined for the common case (this is the in-process hot path).
@@ -1061,7 +1071,7 @@ class III:
         self._queue.clear()
         self._transport.abort()
         current = asyncio.current_task(self._loop) if _get_running_loop() is self._loop else None
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._handler_tasks.values()]:
             if task is not current:
                 task.cancel()
         self._set_state("disconnected")
