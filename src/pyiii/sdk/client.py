@@ -647,12 +647,16 @@ class III:
     def _start_call(self, request: Any) -> asyncio.Future[Any] | None:
         """Build and send one call (on the loop). Returns the result future, ``None`` for Void."""
         if type(request) is dict:
-            function_id = request.get("function_id")
-            payload = request.get("payload")
-            action = request.get("action")
-            timeout_ms = request.get("timeout_ms")
-            metadata = request.get("metadata")
-            namespace = request.get("namespace")
+            get = request.get
+            function_id = get("function_id")
+            payload = get("payload")
+            if len(request) - (payload is not None) > 1:  # anything besides function_id and payload
+                action = get("action")
+                timeout_ms = get("timeout_ms")
+                metadata = get("metadata")
+                namespace = get("namespace")
+            else:
+                action = timeout_ms = metadata = namespace = None
         elif isinstance(request, TriggerRequest):
             function_id = request.function_id
             payload = request.payload
@@ -817,7 +821,8 @@ class III:
         gen: int,
         key: int,
     ) -> None:
-        current_traceparent.set(traceparent)  # this task's own context copy
+        if traceparent is not None or current_traceparent.get() is not None:
+            current_traceparent.set(traceparent)  # this task's own context copy
         try:
             if handler.plain:
                 result = await handler.fn(data)
