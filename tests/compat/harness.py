@@ -730,6 +730,20 @@ class RawClient:
             {"type": "invocationresult", "invocation_id": invocation_id}, since=since
         )
 
+    async def wait_listed(self, *function_ids: str, timeout_s: float = EVENT_TIMEOUT_S) -> None:
+        """Polls `engine::functions::list` until every id is listed: registrations are not acknowledged,
+        and the engine may apply them only once its (asynchronously dispatched) register call ran."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s * TIME_FACTOR
+        while True:
+            reply = await self.invoke("engine::functions::list", {"include_internal": True})
+            listed = {f["function_id"] for f in (reply.get("result") or {}).get("functions", [])}
+            if set(function_ids) <= listed:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{function_ids} never listed; last reply {reply}")
+            await asyncio.sleep(0.02)
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close()

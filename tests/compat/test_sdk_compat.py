@@ -63,14 +63,13 @@ def dropped_since_ready(worker: SdkWorker) -> list[dict[str, Any]]:
 
 
 async def raw_worker(url: str, name: str, *function_ids: str, **connect: object) -> RawClient:
-    """A raw connection that registered `function_ids` (applied once `engine::functions::list` answers:
-    one connection's messages are processed in order, §3.1 rule 6)."""
+    """A raw connection that registered `function_ids`, once the engine lists them."""
     raw = await RawClient.connect(url, **connect)  # type: ignore[arg-type]
     await raw.hello()
     await raw.register_worker(name)
     for fid in function_ids:
         await raw.send({"type": "registerfunction", "id": fid})
-    await raw.invoke("engine::functions::list", {})
+    await raw.wait_listed(*function_ids)
     return raw
 
 
@@ -119,6 +118,7 @@ async def test_malformed_and_unknown_frames_are_ignored(engine_url: str, sdk_wor
         await raw.send(
             {"type": "registerfunction", "id": "raw::fn", "message_type": "registerfunction", "extra": [1]}
         )
+        await raw.wait_listed("raw::fn")
         listing = await raw.invoke("engine::functions::list", {"prefix": "raw::"}, unknown_field=True)
         assert [f["function_id"] for f in listing["result"]["functions"]] == ["raw::fn"]
         caller = await sdk_worker(PROBE, engine_url)
@@ -489,8 +489,8 @@ async def test_reattach_with_valid_token_evicts_the_old_connection(engine_url: s
         )
         await new.register_worker("reattacher")
         await new.send({"type": "registerfunction", "id": "ra::fn"})
-        await new.invoke("engine::functions::list", {})
         assert await old.wait_closed() == 1001
+        await new.wait_listed("ra::fn")
         caller = await sdk_worker(PROBE, engine_url)
         for i in range(3):
             pending = asyncio.create_task(caller.call("ra::fn", {"i": i}))
@@ -698,7 +698,7 @@ async def test_legacy_reconnect_evicts_stale_connection_by_identity(
         await stale.hello()
         await stale.register_worker("ident", pid=started["pid"], os=started["os"], runtime=SDKS[sdk].language)
         await stale.send({"type": "registerfunction", "id": "ident::echo"})
-        await stale.invoke("engine::functions::list", {})
+        await stale.wait_listed("ident::echo")
         await worker.command("connect")
         await worker.wait_ready()
         assert await stale.wait_closed(timeout_s=10) == 1001
