@@ -179,3 +179,37 @@ async def test_reconnect_after_engine_restart_on_the_same_port() -> None:
             await second.stop()
     finally:
         await asyncio.to_thread(worker.shutdown)
+
+
+async def test_channels_stream_between_workers(engine: Engine, connect: Callable[..., Any]) -> None:
+    """create_channel_async gives a pair; a reader ref in a payload becomes a ChannelReader (item 28)."""
+    from pyiii.sdk.channels import ChannelReader, create_channel_async
+
+    a, b = await connect("a"), await connect("b")
+
+    async def consume(data: Any) -> Any:
+        reader = data["reader"]
+        assert isinstance(reader, ChannelReader)
+        items = [item async for item in reader.items()]
+        binary = b"".join(item for item in items if isinstance(item, bytes))
+        return {
+            "size": len(binary),
+            "head": binary[:4].hex(),
+            "texts": [i for i in items if isinstance(i, str)],
+        }
+
+    b.register_function("b::consume", consume)
+    await registered(engine, "b::consume")
+    channel = await create_channel_async(a)
+    call = asyncio.ensure_future(
+        a.trigger_async({"function_id": "b::consume", "payload": {"reader": channel.reader_ref}})
+    )
+    blob = bytes(range(256)) * 4096  # 1 MiB
+    await channel.writer.write(blob)
+    await channel.writer.send_message_async('{"type":"set_status","status_code":201}')
+    await channel.writer.close_async()
+    assert await call == {
+        "size": len(blob),
+        "head": "00010203",
+        "texts": ['{"type":"set_status","status_code":201}'],
+    }
