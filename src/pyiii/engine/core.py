@@ -44,6 +44,8 @@ from pyiii.protocol.messages import (
     InvocationResultIn,
     InvokeFunction,
     InvokeFunctionIn,
+    PingIn,
+    Pong,
     ReattachIn,
     RegisterFunctionIn,
     RegisterTrigger,
@@ -148,6 +150,7 @@ class Engine:
             TriggerRegistrationResult: self._on_trigger_verdict,
             ReattachIn: self._on_reattach,
             Malformed: self._on_malformed,
+            PingIn: lambda peer, _msg: peer.send(Pong()),
         }
         # The plain (SDK-side) registration structs arrive from in-process peers.
         from pyiii.protocol import messages as m
@@ -686,7 +689,7 @@ class Engine:
         metadata = msg.metadata if present(msg.metadata) else UNSET
         self._dispatch(
             entry, msg.data, metadata, _opt_str(msg.traceparent), _opt_str(msg.baggage),
-            peer if inv_id else None, inv_id, None, namespace,
+            peer, inv_id, None, namespace,
         )  # fmt: skip
 
     def _dispatch(
@@ -777,8 +780,8 @@ class Engine:
                 future.set_result(to_python(result))
             return
         caller = pending.caller
-        if caller is not None and caller.live:
-            self._reply(caller, pending.caller_invocation_id, pending.function_id, result, tp, bg)  # type: ignore[arg-type]
+        if caller is not None and caller.live and pending.caller_invocation_id:
+            self._reply(caller, pending.caller_invocation_id, pending.function_id, result, tp, bg)
 
     def _expire(self, tid: str) -> None:
         pending = self.pending.pop(tid, None)

@@ -126,10 +126,10 @@ class FunctionRegistry:
 class TriggerProvider(Protocol):
     """A built-in trigger type's implementation (what a worker's TriggerHandler is over the wire)."""
 
-    async def register_trigger(self, binding: Binding) -> None:
-        """Validate and install; raise ``TriggerRegistrationError`` to reject the config."""
+    def register_trigger(self, binding: Binding) -> None:
+        """Validate and install synchronously; raise ``TriggerRegistrationError`` to reject the config."""
 
-    async def unregister_trigger(self, binding: Binding) -> None: ...
+    def unregister_trigger(self, binding: Binding) -> None: ...
 
 
 @dataclass(eq=False)

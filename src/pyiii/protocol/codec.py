@@ -44,7 +44,7 @@ def decode_worker_frame(frame: bytes | str) -> WorkerMessageIn | Ignored | Malfo
     """Decode one frame a worker sent to the engine."""
     try:
         return _worker_in.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:  # ValueError: bad UTF-8
         return _classify_failure(frame, exc)
 
 
@@ -52,7 +52,7 @@ def decode_engine_frame(frame: bytes | str) -> EngineMessage | Ignored:
     """Decode one frame the engine sent to a worker (used by the SDK)."""
     try:
         return _engine_in.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
         return Ignored(f"undecodable engine frame: {exc}")
 
 
@@ -66,7 +66,7 @@ def _classify_failure(frame: bytes | str, exc: Exception) -> Ignored | Malformed
         return Ignored("empty frame")
     try:
         obj: Any = msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, ValueError):
         return Ignored("invalid JSON")
     if not isinstance(obj, dict):
         return Ignored("not a JSON object")

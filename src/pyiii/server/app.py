@@ -1,0 +1,184 @@
+"""Wiring: typed settings -> engine + modules + listeners; the ``pyiii`` serve loop (config-cli-modules.md §3.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from pyiii.config import Settings, WorkerManagerSettings
+from pyiii.engine.channels import ChannelRegistry
+from pyiii.engine.core import Engine, EngineSettings
+from pyiii.modules.engine_functions import EngineFunctionsModule
+from pyiii.server.channels import make_channel_handler
+from pyiii.server.worker_socket import ListenerAuth, worker_manager_app
+
+log = logging.getLogger("pyiii")
+
+SHUTDOWN_BUDGET_S = 10.0
+#: Modules the config accepts whose implementation lands with a later release of pyiii.
+_NOT_YET = ("http", "stream", "state", "pubsub", "cron", "queue")
+
+
+class _Formatter(logging.Formatter):
+    """``[HH:MM:SS.mmm] [LEVEL] message`` (config-cli-modules.md §3.1)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.localtime(record.created)
+        stamp = time.strftime("%H:%M:%S", t) + f".{int(record.msecs):03d}"
+        level = {"WARNING": "WARN", "CRITICAL": "ERROR"}.get(record.levelname, record.levelname)
+        line = f"[{stamp}] [{level}] {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("pyiii")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel({"trace": logging.DEBUG, "warn": logging.WARNING}.get(level, level.upper()))
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class EngineServer:
+    """An engine with its modules and listeners. ``await start()`` binds everything; ``await stop()``."""
+
+    settings: Settings
+    engine: Engine = field(init=False)
+    channels: ChannelRegistry = field(default_factory=ChannelRegistry)
+    runners: list[web.AppRunner] = field(default_factory=list)
+    #: Bound (host, port) of each worker-manager listener, in config order.
+    worker_addresses: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.engine = Engine(
+            EngineSettings(
+                invocation_timeout_ms=s.invocation_timeout_ms,
+                registration_namespace_grace_ms=s.registration_namespace_grace_ms,
+            )
+        )
+        self.engine.add_module(EngineFunctionsModule(self.channels))
+        observability = _observability_module(s)
+        if observability is not None:
+            self.engine.add_module(observability)
+
+    async def start(self) -> None:
+        await self.engine.start()
+        for name in _NOT_YET:
+            if getattr(self.settings, name, None) is not None:
+                log.warning("module 'iii-%s' is not available in this version of pyiii; skipped", name)
+        # Worker managers bind last: an open 49134 means the engine is ready (§2.1 rule 5).
+        for wm in self.settings.worker_managers:
+            await self._bind_worker_manager(wm)
+
+    async def _bind_worker_manager(self, wm: WorkerManagerSettings) -> None:
+        auth = ListenerAuth(auth_token=wm.auth_token, auth_function_id=wm.rbac.auth_function_id if wm.rbac else None)
+        app = worker_manager_app(self.engine, auth, make_channel_handler(self.channels))
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, wm.host, wm.port, shutdown_timeout=0.1)
+        await site.start()
+        self.runners.append(runner)
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else wm.port
+        self.worker_addresses.append((wm.host, port))
+        log.info("Engine listening on address: %s:%s", wm.host, port)
+        if not _is_loopback(wm.host) and wm.auth_token is None and wm.rbac is None:
+            log.warning("worker listener on %s:%s accepts any connection: set auth_token or rbac", wm.host, port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.worker_addresses[0]
+        return f"ws://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Stop accepting, close workers with 1012, fail pending calls, close modules (§3.1 shutdown)."""
+        for runner in self.runners:
+            for site in list(runner.sites):
+                await site.stop()
+        await self.engine.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+
+
+def _observability_module(settings: Settings) -> Any:
+    try:
+        from pyiii.modules.observability import ObservabilityModule, ObservabilitySettings
+    except ImportError:  # pragma: no cover - the module ships with pyiii
+        return None
+    src = settings.observability
+    fields = getattr(ObservabilitySettings, "__dataclass_fields__", {})
+    values = {name: getattr(src, name) for name in fields if hasattr(src, name)}
+    return ObservabilityModule(ObservabilitySettings(**values))
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM. Returns the process exit code (0 normal, 1 startup failure)."""
+    configure_logging(settings.observability.level)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    return int(runner(_serve(settings)))
+
+
+async def _serve(settings: Settings) -> int:
+    server = EngineServer(settings)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"pyiii: failed to start: {exc}", file=sys.stderr)
+        await server.stop()
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            print("pyiii: second signal during shutdown; exiting now", file=sys.stderr)
+            sys.stderr.flush()
+            import os
+
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(server.stop(), SHUTDOWN_BUDGET_S)
+    except TimeoutError:
+        log.error("shutdown took longer than %ss", SHUTDOWN_BUDGET_S)
+        return 1
+    return 0

@@ -1,0 +1,271 @@
+"""The worker manager's front door: ``/`` (worker protocol), ``/otel`` (telemetry) on aiohttp.
+
+Each accepted socket becomes a :class:`RemotePeer`. Its read loop decodes frames in arrival order and
+hands them to the engine (spec/protocol.md §3.1 rule 6); every outbound frame goes through
+:meth:`RemotePeer.send`, a queue drained by one writer task (STYLE habit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from pyiii.engine.peer import MAX_MESSAGE_BYTES, FrameTooLarge, Peer
+from pyiii.protocol.codec import decode_worker_frame, encode
+from pyiii.protocol.messages import TELEMETRY_PREFIXES, ErrorBody, ErrorMessage
+
+if TYPE_CHECKING:
+    from pyiii.engine.core import Engine
+
+log = logging.getLogger("pyiii.server")
+
+CLOSE_SERVICE_RESTART = 1012  # D19: every SDK generation reconnects after it
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+def _ping_interval_s() -> float:
+    # §2.4 rule 6: every 20 s. Tests shorten it with PYIII_PING_INTERVAL_MS.
+    return int(os.environ.get("PYIII_PING_INTERVAL_MS", "20000")) / 1000
+
+
+@dataclass(frozen=True)
+class ListenerAuth:
+    """Auth of one worker-manager listener (§2.2)."""
+
+    auth_token: str | None = None
+    auth_function_id: str | None = None
+
+
+class RemotePeer(Peer):
+    """A worker connected over WebSocket."""
+
+    kind = "remote"
+
+    def __init__(self, ws: web.WebSocketResponse, ip_address: str | None) -> None:
+        super().__init__(ip_address=ip_address)
+        self._ws = ws
+        self._queue: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self._pong_waiters: list[asyncio.Future[None]] = []
+        self.last_pong = asyncio.get_running_loop().time()
+
+    # the one write path
+    def send(self, message: Any) -> None:
+        if self._closing:
+            return
+        data = encode(message)
+        if len(data) > self.send_limit:
+            raise FrameTooLarge(len(data), self.send_limit)
+        self._queue.append(data)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def writer(self) -> None:
+        ws = self._ws
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not queue:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    continue
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self._closing = True  # the socket is gone; the read loop runs the cleanup
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self._closing:
+            return
+        # Let queued frames (e.g. results) go out before the close frame.
+        for _ in range(100):
+            if not self._queue:
+                break
+            await asyncio.sleep(0.001)
+        self._closing = True
+        await self._ws.close(code=code, message=reason.encode()[:120])
+
+    async def probe(self, timeout_s: float) -> bool:
+        if self._closing or self._ws.closed:
+            return False
+        fut = asyncio.get_running_loop().create_future()
+        self._pong_waiters.append(fut)
+        try:
+            await self._ws.ping()
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except (TimeoutError, ConnectionError, RuntimeError):
+            return False
+        finally:
+            if fut in self._pong_waiters:
+                self._pong_waiters.remove(fut)
+
+    def got_pong(self, now: float) -> None:
+        self.last_pong = now
+        waiters, self._pong_waiters = self._pong_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def keepalive(self, interval_s: float) -> None:
+        """Ping every ``interval_s``; close with 1012 after two intervals without a pong (D18)."""
+        loop = asyncio.get_running_loop()
+        ws = self._ws
+        while not self._closing:
+            await asyncio.sleep(interval_s)
+            if loop.time() - self.last_pong > 2 * interval_s:
+                log.info("worker %s missed its pongs; closing", self.display_name)
+                self._closing = True
+                await ws.close(code=CLOSE_SERVICE_RESTART, message=b"ping timeout")
+                return
+            try:
+                await ws.ping()
+            except (ConnectionError, RuntimeError):
+                return
+
+
+def _peer_ip(request: web.Request) -> str | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return peer[0] if peer else None
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+def _token_ok(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _authorize(engine: Engine, auth: ListenerAuth, request: web.Request, allow_query_token: bool) -> str | None:
+    """Run §2.2 auth; returns an error message, or None when the connection is accepted."""
+    if auth.auth_token is not None:
+        given = _bearer(request)
+        if given is None and allow_query_token:
+            given = request.query.get("token")
+        if not _token_ok(auth.auth_token, given):
+            return "missing or invalid bearer token"
+    if auth.auth_function_id is not None:
+        query: dict[str, list[str]] = {}
+        for key, value in request.query.items():
+            query.setdefault(key, []).append(value)
+        payload = {"headers": dict(request.headers), "query_params": query, "ip_address": _peer_ip(request)}
+        try:
+            result = await engine.invoke(auth.auth_function_id, payload)
+        except Exception as exc:
+            return f"auth function failed: {exc}"
+        if not isinstance(result, dict):
+            return "auth function refused the connection"
+    return None
+
+
+async def _refuse(ws: web.WebSocketResponse, message: str) -> None:
+    frame = encode(ErrorMessage(error=ErrorBody(code="AUTH_ERROR", message=message)))
+    await ws.send_frame(frame, WSMsgType.TEXT)
+    await ws.close(code=CLOSE_POLICY, message=b"unauthorized")
+
+
+def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
+    """The aiohttp handler of ``GET /``."""
+
+    async def worker_socket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, decode_text=False)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=426, text="Upgrade Required: this is the iii worker socket")
+        await ws.prepare(request)
+        refusal = await _authorize(engine, auth, request, allow_query_token=True)
+        if refusal is not None:
+            await _refuse(ws, refusal)
+            return ws
+        peer = RemotePeer(ws, _peer_ip(request))
+        peer.send(engine.attach(peer))
+        writer = asyncio.create_task(peer.writer())
+        pinger = asyncio.create_task(peer.keepalive(_ping_interval_s()))
+        loop = asyncio.get_running_loop()
+        try:
+            await _read_loop(engine, peer, ws, loop)
+        finally:
+            engine.detach(peer)
+            peer._closing = True
+            pinger.cancel()
+            writer.cancel()
+            if not ws.closed:
+                await ws.close(code=CLOSE_SERVICE_RESTART)
+        return ws
+
+    return worker_socket
+
+
+async def _read_loop(engine: Engine, peer: RemotePeer, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop) -> None:
+    handle = engine.handle
+    while True:
+        msg = await ws.receive()
+        kind = msg.type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            data = msg.data
+            if kind is WSMsgType.BINARY and data[:4] in TELEMETRY_PREFIXES:
+                engine.telemetry(data)
+                continue
+            decoded = decode_worker_frame(data)
+            try:
+                pending = handle(peer, decoded)
+                if pending is not None:
+                    await pending
+            except Exception:
+                # A bug in handling one message must not take the connection down.
+                log.exception("error handling a message from %s", peer.display_name)
+            peer.last_pong = loop.time()  # any inbound traffic proves liveness
+        elif kind is WSMsgType.PING:
+            await ws.pong(msg.data)
+            peer.last_pong = loop.time()
+        elif kind is WSMsgType.PONG:
+            peer.got_pong(loop.time())
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (including 1009 for an oversized message)
+            if kind is WSMsgType.ERROR:
+                log.info("worker %s socket error: %s", peer.display_name, ws.exception())
+            return
+
+
+def make_otel_handler(engine: Engine, auth: ListenerAuth) -> Any:
+    """The aiohttp handler of ``GET /otel`` (§8): telemetry only, never a worker."""
+
+    async def otel_socket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, decode_text=False)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=426, text="Upgrade Required")
+        await ws.prepare(request)
+        refusal = await _authorize(engine, auth, request, allow_query_token=False)
+        if refusal is not None:
+            await _refuse(ws, refusal)
+            return ws
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                engine.telemetry(msg.data)
+        return ws
+
+    return otel_socket
+
+
+def worker_manager_app(engine: Engine, auth: ListenerAuth, channels_handler: Any = None) -> web.Application:
+    """One listener's aiohttp application; several listeners share one engine (§2.1)."""
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+    app.router.add_get("/", make_worker_handler(engine, auth))
+    app.router.add_get("/otel", make_otel_handler(engine, auth))
+    if channels_handler is not None:
+        app.router.add_get("/ws/channels/{channel_id}", channels_handler)
+    return app
