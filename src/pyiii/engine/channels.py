@@ -45,7 +45,11 @@ class ChannelRegistry:
 
     def create(self, buffer_size: Any = None) -> dict[str, Any]:
         """``engine::channels::create`` (§7.5): returns the writer and reader refs."""
-        size = buffer_size if isinstance(buffer_size, int) and not isinstance(buffer_size, bool) else DEFAULT_BUFFER
+        size = (
+            buffer_size
+            if isinstance(buffer_size, int) and not isinstance(buffer_size, bool)
+            else DEFAULT_BUFFER
+        )
         size = max(1, min(MAX_BUFFER, size))
         channel = Channel(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), size)
         self.channels[channel.id] = channel

@@ -17,7 +17,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,9 @@ from pyiii.protocol.messages import (
 log = logging.getLogger("pyiii.engine")
 
 #: Trigger type ids that workers can never provide (§5.3 rule 1).
-BUILTIN_TYPE_IDS = frozenset({"http", "cron", "state", "stream", "stream:join", "stream:leave", "subscribe", "log"})
+BUILTIN_TYPE_IDS = frozenset(
+    {"http", "cron", "state", "stream", "stream:join", "stream:leave", "subscribe", "log"}
+)
 
 ENQUEUE_DISABLED = (
     "Cannot enqueue to queue '{queue}': the queue module is not enabled. "
@@ -208,9 +210,9 @@ class Engine:
             self._functions_changed_handle.cancel()
         self.started = False
 
-    def spawn(self, coro: Awaitable[Any], name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
         """Run a background task owned by the engine (kept referenced, cancelled on stop)."""
-        task = self.loop.create_task(coro, name=name)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = self.loop.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -271,7 +273,7 @@ class Engine:
         handler = self._handlers.get(type(message))
         if handler is None:
             return None  # ping, registerservice and other accepted-and-ignored messages
-        return handler(peer, message)  # type: ignore[no-any-return]
+        return handler(peer, message)
 
     def detach(self, peer: Peer) -> None:
         """Disconnect cleanup (§6.3). Runs once per connection; later calls do nothing."""
@@ -403,6 +405,15 @@ class Engine:
 
     def _apply_registration(self, peer: Peer, msg: Any) -> None:
         kind = msg.__struct_config__.tag
+        authorizer = peer.authorizer
+        if authorizer is not None and (
+            (kind == "registerfunction" and not authorizer.allow_function_registration)
+            or (kind == "registertriggertype" and not authorizer.allow_trigger_type_registration)
+        ):
+            log.warning(
+                "%s of %s by %s dropped: not allowed on this listener", kind, msg.id, peer.display_name
+            )
+            return
         if kind == "registerfunction":
             self._register_function(peer, msg)
         elif kind == "unregisterfunction":
@@ -418,7 +429,12 @@ class Engine:
             binding = self.triggers.bindings.pop(msg.id, None)
             if binding is not None:
                 self._uninstall(binding)
-                log.info("[UNREGISTERED] trigger %s (%s → %s)", binding.id, binding.trigger_type, binding.function_id)
+                log.info(
+                    "[UNREGISTERED] trigger %s (%s → %s)",
+                    binding.id,
+                    binding.trigger_type,
+                    binding.function_id,
+                )
 
     def _register_function(self, peer: Peer, msg: Any) -> None:
         ns = peer.namespace or DEFAULT_NS
@@ -474,8 +490,12 @@ class Engine:
             namespace=ns,
             description=_opt_str(msg.description) or "",
             provider_peer=peer,
-            trigger_request_format=to_python(msg.trigger_request_format) if present(msg.trigger_request_format) else None,
-            call_request_format=to_python(msg.call_request_format) if present(msg.call_request_format) else None,
+            trigger_request_format=to_python(msg.trigger_request_format)
+            if present(msg.trigger_request_format)
+            else None,
+            call_request_format=to_python(msg.call_request_format)
+            if present(msg.call_request_format)
+            else None,
         )
         self.add_trigger_type(ttype)
 
@@ -518,7 +538,9 @@ class Engine:
             return
         authorizer = peer.authorizer
         if authorizer is not None and not authorizer.allows_trigger_type(msg.trigger_type):
-            log.warning("trigger %s of type %s dropped: not allowed for this worker", msg.id, msg.trigger_type)
+            log.warning(
+                "trigger %s of type %s dropped: not allowed for this worker", msg.id, msg.trigger_type
+            )
             return
         old = self.triggers.bindings.pop(msg.id, None)
         if old is not None:
@@ -585,7 +607,7 @@ class Engine:
         if binding.namespace != DEFAULT_NS:
             msg.namespace = binding.namespace
         if binding.trigger_namespace not in (None, DEFAULT_NS):
-            msg.trigger_namespace = binding.trigger_namespace  # type: ignore[assignment]
+            msg.trigger_namespace = binding.trigger_namespace
         try:
             ttype.provider_peer.send(msg)
         except FrameTooLarge as exc:
@@ -641,13 +663,18 @@ class Engine:
     def _on_malformed(self, peer: Peer, msg: Malformed) -> None:
         if msg.type == "invokefunction" and msg.invocation_id:
             self._reply_error(
-                peer, msg.invocation_id, msg.function_id or "", codes.INVALID_MESSAGE,
+                peer,
+                msg.invocation_id,
+                msg.function_id or "",
+                codes.INVALID_MESSAGE,
                 f"Malformed invokefunction: {msg.reason}",
-            )  # fmt: skip
+            )
         elif msg.type == "invocationresult" and msg.invocation_id:
             pending = self.pending.pop(msg.invocation_id, None)
             if pending is not None:
-                self._settle_error(pending, codes.INVALID_MESSAGE, f"Malformed invocationresult: {msg.reason}")
+                self._settle_error(
+                    pending, codes.INVALID_MESSAGE, f"Malformed invocationresult: {msg.reason}"
+                )
         else:
             log.warning("dropped malformed %s from %s: %s", msg.type, peer.display_name, msg.reason)
 
@@ -672,7 +699,7 @@ class Engine:
             self._reply_error(peer, inv_id, fid, codes.INVALID_NAMESPACE, "namespace must not be blank")
             return
         authorizer = peer.authorizer
-        if authorizer is not None and not authorizer.allows_call(self, fid):
+        if authorizer is not None and not authorizer.allows_call(self, fid, ns or DEFAULT_NS):
             self._reply_error(peer, inv_id, fid, codes.FORBIDDEN, f"Function {fid} is not allowed")
             return
         if void:
@@ -688,9 +715,16 @@ class Engine:
             return
         metadata = msg.metadata if present(msg.metadata) else UNSET
         self._dispatch(
-            entry, msg.data, metadata, _opt_str(msg.traceparent), _opt_str(msg.baggage),
-            peer, inv_id, None, namespace,
-        )  # fmt: skip
+            entry,
+            msg.data,
+            metadata,
+            _opt_str(msg.traceparent),
+            _opt_str(msg.baggage),
+            peer,
+            inv_id,
+            None,
+            namespace,
+        )
 
     def _dispatch(
         self,
@@ -706,14 +740,26 @@ class Engine:
     ) -> None:
         fid = entry.function_id
         if entry.builtin is not None:
-            ctx = CallContext(fid, namespace, caller, to_python(metadata) if metadata is not UNSET else None,
-                              traceparent, baggage)  # fmt: skip
+            ctx = CallContext(
+                fid,
+                namespace,
+                caller,
+                to_python(metadata) if metadata is not UNSET else None,
+                traceparent,
+                baggage,
+            )
             self.spawn(self._run_builtin(entry.builtin, data, ctx, caller_inv_id, future))
             return
         target = entry.pick_owner()
         if target is None:
-            self._fail(caller, caller_inv_id, future, fid, codes.FUNCTION_NOT_FOUND,
-                       self.functions.not_found_message(namespace, fid))  # fmt: skip
+            self._fail(
+                caller,
+                caller_inv_id,
+                future,
+                fid,
+                codes.FUNCTION_NOT_FOUND,
+                self.functions.not_found_message(namespace, fid),
+            )
             return
         tid = caller_inv_id if caller_inv_id and caller_inv_id not in self.pending else str(uuid.uuid4())
         pending = Pending(tid, fid, target, caller, caller_inv_id, future)
@@ -744,7 +790,9 @@ class Engine:
         try:
             result = await handler(to_python(data), ctx)
         except InvocationError as exc:
-            self._fail(ctx.caller, caller_inv_id, future, ctx.function_id, exc.code, exc.message, exc.stacktrace)
+            self._fail(
+                ctx.caller, caller_inv_id, future, ctx.function_id, exc.code, exc.message, exc.stacktrace
+            )
             return
         except Exception as exc:
             log.exception("built-in function %s failed", ctx.function_id)
@@ -768,8 +816,17 @@ class Engine:
         bg = _opt_str(msg.baggage)
         if present(msg.error):
             err = msg.error
-            self._fail(pending.caller, pending.caller_invocation_id, pending.future, pending.function_id,
-                       err.code, err.message, err.stacktrace, tp, bg)  # fmt: skip
+            self._fail(
+                pending.caller,
+                pending.caller_invocation_id,
+                pending.future,
+                pending.function_id,
+                err.code,
+                err.message,
+                err.stacktrace,
+                tp,
+                bg,
+            )
             return
         result = msg.result
         if result is UNSET:
@@ -796,7 +853,9 @@ class Engine:
     def _settle_error(self, pending: Pending, code: str, message: str) -> None:
         if pending.timer is not None:
             pending.timer.cancel()
-        self._fail(pending.caller, pending.caller_invocation_id, pending.future, pending.function_id, code, message)
+        self._fail(
+            pending.caller, pending.caller_invocation_id, pending.future, pending.function_id, code, message
+        )
 
     def _fail(
         self,
@@ -815,8 +874,12 @@ class Engine:
                 future.set_exception(InvocationError(code, message, function_id, stacktrace))
         elif caller is not None and caller.live and caller_inv_id:
             body = ErrorBody(code=code, message=message, stacktrace=stacktrace)
-            self._send_result(caller, InvocationResult(invocation_id=caller_inv_id, function_id=function_id,
-                                                       error=body), traceparent, baggage)  # fmt: skip
+            self._send_result(
+                caller,
+                InvocationResult(invocation_id=caller_inv_id, function_id=function_id, error=body),
+                traceparent,
+                baggage,
+            )
         elif code != codes.INVOCATION_STOPPED:
             log.debug("fire-and-forget call of %s failed: %s: %s", function_id, code, message)
 
@@ -829,14 +892,22 @@ class Engine:
         traceparent: str | None = None,
         baggage: str | None = None,
     ) -> None:
-        self._send_result(peer, InvocationResult(invocation_id=invocation_id, function_id=function_id,
-                                                 result=result), traceparent, baggage)  # fmt: skip
+        self._send_result(
+            peer,
+            InvocationResult(invocation_id=invocation_id, function_id=function_id, result=result),
+            traceparent,
+            baggage,
+        )
 
-    def _reply_error(self, peer: Peer, invocation_id: str | None, function_id: str, code: str, message: str) -> None:
+    def _reply_error(
+        self, peer: Peer, invocation_id: str | None, function_id: str, code: str, message: str
+    ) -> None:
         """Reply an error when the call expects a reply (§4.1: else log and drop)."""
         if invocation_id:
             body = ErrorBody(code=code, message=message)
-            self._send_result(peer, InvocationResult(invocation_id=invocation_id, function_id=function_id, error=body))
+            self._send_result(
+                peer, InvocationResult(invocation_id=invocation_id, function_id=function_id, error=body)
+            )
         else:
             log.warning("call of %s from %s failed: %s: %s", function_id, peer.display_name, code, message)
 
@@ -850,8 +921,12 @@ class Engine:
         try:
             peer.send(msg)
         except FrameTooLarge as exc:
-            body = ErrorBody(code=codes.PAYLOAD_TOO_LARGE, message=f"Result of {msg.function_id} not sent: {exc}")
-            peer.send(InvocationResult(invocation_id=msg.invocation_id, function_id=msg.function_id, error=body))
+            body = ErrorBody(
+                code=codes.PAYLOAD_TOO_LARGE, message=f"Result of {msg.function_id} not sent: {exc}"
+            )
+            peer.send(
+                InvocationResult(invocation_id=msg.invocation_id, function_id=msg.function_id, error=body)
+            )
 
     def _enqueue(self, peer: Peer, msg: Any, inv_id: str | None, queue: str) -> None:
         """§4.3: hand the job to the queue module, or answer ``enqueue_error``."""
@@ -902,17 +977,23 @@ class Engine:
         entry = self.functions.resolve(namespace, function_id)
         if entry is None:
             raise InvocationError(
-                codes.FUNCTION_NOT_FOUND, self.functions.not_found_message(namespace, function_id), function_id
+                codes.FUNCTION_NOT_FOUND,
+                self.functions.not_found_message(namespace, function_id),
+                function_id,
             )
         if entry.builtin is not None:
-            result = await entry.builtin(data, CallContext(function_id, namespace, None, metadata, traceparent, baggage))
+            result = await entry.builtin(
+                data, CallContext(function_id, namespace, None, metadata, traceparent, baggage)
+            )
             return None if result is UNSET else result
         future: asyncio.Future[Any] = self.loop.create_future()
         meta = UNSET if metadata is None else metadata
         self._dispatch(entry, data, meta, traceparent, baggage, None, None, future, namespace)
         return await future
 
-    def invoke_void(self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NS, metadata: Any = None) -> None:
+    def invoke_void(
+        self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NS, metadata: Any = None
+    ) -> None:
         """Fire-and-forget engine-initiated call; failures are logged at debug level."""
         entry = self.functions.resolve(namespace, function_id)
         if entry is None:
@@ -964,7 +1045,7 @@ class ModulePeer(Peer):
         # module-registered binding; log it so a misconfigured module binding is visible.
         error = getattr(message, "error", None)
         if present(error):
-            log.warning("module %s: %s", self.worker_id, error.message)
+            log.warning("module %s: %s", self.worker_id, getattr(error, "message", error))
 
     async def close(self, code: int, reason: str = "") -> None:
         return None

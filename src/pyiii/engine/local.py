@@ -52,8 +52,9 @@ class LocalPeer(Peer):
         return not self.closed
 
 
-def connect_local(engine: Engine, deliver: Callable[[Any], None],
-                  on_close: Callable[[int, str], None] | None = None) -> tuple[LocalPeer, Any]:  # fmt: skip
+def connect_local(
+    engine: Engine, deliver: Callable[[Any], None], on_close: Callable[[int, str], None] | None = None
+) -> tuple[LocalPeer, Any]:
     """Attach an in-process client; returns the peer and the ``workerregistered`` message for it."""
     peer = LocalPeer(engine, deliver, on_close)
     return peer, engine.attach(peer)

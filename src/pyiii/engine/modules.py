@@ -71,10 +71,17 @@ class ModuleHost:
             response_format=response_format,
         )
 
-    def register_trigger_type(self, type_id: str, provider: TriggerProvider, *, description: str = "") -> None:
+    def register_trigger_type(
+        self, type_id: str, provider: TriggerProvider, *, description: str = ""
+    ) -> None:
         self.engine.add_trigger_type(
-            TriggerType(id=type_id, namespace=DEFAULT_NS, description=description, provider_peer=self.peer,
-                        builtin=provider)  # fmt: skip
+            TriggerType(
+                id=type_id,
+                namespace=DEFAULT_NS,
+                description=description,
+                provider_peer=self.peer,
+                builtin=provider,
+            )
         )
 
     def register_trigger(

@@ -36,7 +36,17 @@ class FrameTooLarge(Exception):
 class PeerInfo:
     """What ``engine::workers::register`` told us (§7.1); shown by ``engine::workers::list``."""
 
-    __slots__ = ("description", "features", "isolation", "name", "os", "pid", "runtime", "telemetry", "version")
+    __slots__ = (
+        "description",
+        "features",
+        "isolation",
+        "name",
+        "os",
+        "pid",
+        "runtime",
+        "telemetry",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.name: str | None = None

@@ -173,7 +173,9 @@ class TriggerRegistry:
         self.types: dict[tuple[str, str], TriggerType] = {}
         self.bindings: dict[str, Binding] = {}
 
-    def find_type(self, trigger_type: str, owner_ns: str, trigger_namespace: str | None) -> TriggerType | None:
+    def find_type(
+        self, trigger_type: str, owner_ns: str, trigger_namespace: str | None
+    ) -> TriggerType | None:
         """§5.2 step 4: only ``trigger_namespace`` when given, else the owner's namespace then default."""
         if trigger_namespace is not None:
             return self.types.get((trigger_namespace, trigger_type))

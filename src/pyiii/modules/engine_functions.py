@@ -83,13 +83,20 @@ class EngineFunctionsModule(Module):
             "engine::workers::list": (self.workers_list, "List connected workers and built-in modules"),
             "engine::triggers::list": (self.triggers_list, "List trigger types"),
             "engine::registered-triggers::list": (self.registered_triggers_list, "List registered triggers"),
-            "engine::registered-triggers::info": (self.registered_triggers_info, "Describe one registered trigger"),
+            "engine::registered-triggers::info": (
+                self.registered_triggers_info,
+                "Describe one registered trigger",
+            ),
             "engine::channels::create": (self.channels_create, "Create a streaming channel"),
         }
         for fid, (handler, description) in fns.items():
             host.register_function(fid, handler, description=description)
-        host.register_trigger_type(WORKERS_AVAILABLE, self.workers_events, description="Worker connected/left")
-        host.register_trigger_type(FUNCTIONS_AVAILABLE, self.functions_events, description="Functions changed")
+        host.register_trigger_type(
+            WORKERS_AVAILABLE, self.workers_events, description="Worker connected/left"
+        )
+        host.register_trigger_type(
+            FUNCTIONS_AVAILABLE, self.functions_events, description="Functions changed"
+        )
         self._unlisten = engine.add_listener(self._on_event)
 
     async def stop(self) -> None:
@@ -109,7 +116,9 @@ class EngineFunctionsModule(Module):
     def _fire(self, provider: EventProvider, payload: dict[str, Any]) -> None:
         assert self.engine is not None
         for binding in list(provider.bindings.values()):
-            self.engine.invoke_void(binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata)
+            self.engine.invoke_void(
+                binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
+            )
 
     # -- functions ----------------------------------------------------------------------------
     async def workers_register(self, data: Any, ctx: CallContext) -> Any:
@@ -124,7 +133,9 @@ class EngineFunctionsModule(Module):
         if ns is not None and not isinstance(ns, str):
             raise deserialization_error(fid, "invalid type for field `namespace`")
         if ctx.caller is None:
-            raise InvocationError(codes.INVOCATION_ERROR, "engine::workers::register needs a calling worker", fid)
+            raise InvocationError(
+                codes.INVOCATION_ERROR, "engine::workers::register needs a calling worker", fid
+            )
         self.engine.register_worker_info(ctx.caller, data)
         return {"success": True}
 
@@ -153,9 +164,17 @@ class EngineFunctionsModule(Module):
             worker_name = engine.worker_name_of(entry)
             if names and not ({o.info.name for o in entry.owners} & names or worker_name in names):
                 continue
-            if caller is not None and caller.authorizer is not None and not caller.authorizer.allows_call(engine, fid):
+            if (
+                caller is not None
+                and caller.authorizer is not None
+                and not caller.authorizer.allows_call(engine, fid, entry.namespace)
+            ):
                 continue
-            item: dict[str, Any] = {"function_id": fid, "namespace": entry.namespace, "worker_name": worker_name}
+            item: dict[str, Any] = {
+                "function_id": fid,
+                "namespace": entry.namespace,
+                "worker_name": worker_name,
+            }
             if entry.description is not None:
                 item["description"] = entry.description
             if entry.metadata is not None:
@@ -214,20 +233,30 @@ class EngineFunctionsModule(Module):
 
     async def triggers_list(self, data: Any, ctx: CallContext) -> Any:
         assert self.engine is not None
-        args = _args(ctx.function_id, data, {"search": str, "prefix": str, "worker": str, "include_internal": bool})
+        args = _args(
+            ctx.function_id, data, {"search": str, "prefix": str, "worker": str, "include_internal": bool}
+        )
         out = []
         for ttype in self.engine.triggers.types.values():
             if not args.get("include_internal") and ttype.id.startswith("engine::"):
                 continue
             if "prefix" in args and not ttype.id.startswith(args["prefix"]):
                 continue
-            if "search" in args and not (_contains(ttype.id, args["search"]) or _contains(ttype.description, args["search"])):
+            if "search" in args and not (
+                _contains(ttype.id, args["search"]) or _contains(ttype.description, args["search"])
+            ):
                 continue
             name = ttype.provider_peer.info.name or ttype.provider_peer.worker_id
             if "worker" in args and name != args["worker"]:
                 continue
-            out.append({"id": ttype.id, "namespace": ttype.namespace, "worker_name": name,
-                        "description": ttype.description})  # fmt: skip
+            out.append(
+                {
+                    "id": ttype.id,
+                    "namespace": ttype.namespace,
+                    "worker_name": name,
+                    "description": ttype.description,
+                }
+            )
         out.sort(key=lambda t: (t["id"], t["namespace"]))
         return {"triggers": out}
 

@@ -64,7 +64,9 @@ class InvocationError(PyiiiError):
         return out
 
     def __repr__(self) -> str:
-        return f"InvocationError(code={self.code!r}, message={self.message!r}, function_id={self.function_id!r})"
+        return (
+            f"InvocationError(code={self.code!r}, message={self.message!r}, function_id={self.function_id!r})"
+        )
 
 
 class RegistrationRejectedError(InvocationError):

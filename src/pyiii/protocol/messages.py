@@ -155,10 +155,7 @@ WorkerMessageIn = (
     | RegisterServiceIn
 )
 
-KNOWN_WORKER_TYPES = frozenset(
-    cls.__struct_config__.tag  # type: ignore[attr-defined]
-    for cls in WorkerMessageIn.__args__  # type: ignore[attr-defined]
-)
+KNOWN_WORKER_TYPES = frozenset(cls.__struct_config__.tag for cls in WorkerMessageIn.__args__)
 
 #: Sent by SDKs, never acted upon (§3.1): observe traffic and other reference-engine extras.
 IGNORED_TYPES = frozenset(

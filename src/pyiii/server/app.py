@@ -1,9 +1,8 @@
-"""Wiring: typed settings -> engine + modules + listeners; the ``pyiii`` serve loop (config-cli-modules.md §3.1)."""
+"""Wiring: typed settings -> engine + modules + listeners; the `pyiii` serve loop (cli spec §3.1)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
@@ -50,15 +49,6 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class EngineServer:
     """An engine with its modules and listeners. ``await start()`` binds everything; ``await stop()``."""
@@ -93,7 +83,12 @@ class EngineServer:
             await self._bind_worker_manager(wm)
 
     async def _bind_worker_manager(self, wm: WorkerManagerSettings) -> None:
-        auth = ListenerAuth(auth_token=wm.auth_token, auth_function_id=wm.rbac.auth_function_id if wm.rbac else None)
+        auth = ListenerAuth(
+            auth_token=wm.auth_token,
+            auth_function_id=wm.rbac.auth_function_id if wm.rbac else None,
+            rbac=wm.rbac is not None,
+            expose=wm.rbac.expose_functions if wm.rbac else (),
+        )
         app = worker_manager_app(self.engine, auth, make_channel_handler(self.channels))
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -104,9 +99,7 @@ class EngineServer:
         sockets = getattr(server, "sockets", None) or []
         port = sockets[0].getsockname()[1] if sockets else wm.port
         self.worker_addresses.append((wm.host, port))
-        log.info("Engine listening on address: %s:%s", wm.host, port)
-        if not _is_loopback(wm.host) and wm.auth_token is None and wm.rbac is None:
-            log.warning("worker listener on %s:%s accepts any connection: set auth_token or rbac", wm.host, port)
+        log.info("Engine listening on address: %s:%s", wm.host, port)  # the open-listener warning is config's
 
     @property
     def url(self) -> str:

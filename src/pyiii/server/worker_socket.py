@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from pyiii.engine.peer import MAX_MESSAGE_BYTES, FrameTooLarge, Peer
+from pyiii.engine.rbac import Authorizer, AuthRefused
 from pyiii.protocol.codec import decode_worker_frame, encode
 from pyiii.protocol.messages import TELEMETRY_PREFIXES, ErrorBody, ErrorMessage
 
@@ -38,10 +39,13 @@ def _ping_interval_s() -> float:
 
 @dataclass(frozen=True)
 class ListenerAuth:
-    """Auth of one worker-manager listener (§2.2)."""
+    """Auth of one worker-manager listener (§2.2, §2.3). ``rbac`` marks an RBAC listener: every
+    connection gets an :class:`Authorizer` built from the auth function's result and ``expose``."""
 
     auth_token: str | None = None
     auth_function_id: str | None = None
+    rbac: bool = False
+    expose: tuple[Any, ...] = ()
 
 
 class RemotePeer(Peer):
@@ -152,26 +156,35 @@ def _token_ok(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def _authorize(engine: Engine, auth: ListenerAuth, request: web.Request, allow_query_token: bool) -> str | None:
-    """Run §2.2 auth; returns an error message, or None when the connection is accepted."""
+async def _authorize(
+    engine: Engine, auth: ListenerAuth, request: web.Request, allow_query_token: bool
+) -> tuple[str | None, Authorizer | None]:
+    """Run §2.2 auth: (error message or None when accepted, the connection's authorizer)."""
     if auth.auth_token is not None:
         given = _bearer(request)
         if given is None and allow_query_token:
             given = request.query.get("token")
         if not _token_ok(auth.auth_token, given):
-            return "missing or invalid bearer token"
+            return "missing or invalid bearer token", None
+    result: dict[str, Any] = {}
     if auth.auth_function_id is not None:
         query: dict[str, list[str]] = {}
         for key, value in request.query.items():
             query.setdefault(key, []).append(value)
         payload = {"headers": dict(request.headers), "query_params": query, "ip_address": _peer_ip(request)}
         try:
-            result = await engine.invoke(auth.auth_function_id, payload)
+            answer = await engine.invoke(auth.auth_function_id, payload)
         except Exception as exc:
-            return f"auth function failed: {exc}"
-        if not isinstance(result, dict):
-            return "auth function refused the connection"
-    return None
+            return f"auth function failed: {exc}", None
+        if not isinstance(answer, dict):
+            return "auth function refused the connection", None
+        result = answer
+    if not auth.rbac:
+        return None, None
+    try:
+        return None, Authorizer(result, auth.expose)
+    except AuthRefused as exc:
+        return str(exc), None
 
 
 async def _refuse(ws: web.WebSocketResponse, message: str) -> None:
@@ -188,11 +201,12 @@ def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Upgrade Required: this is the iii worker socket")
         await ws.prepare(request)
-        refusal = await _authorize(engine, auth, request, allow_query_token=True)
+        refusal, authorizer = await _authorize(engine, auth, request, allow_query_token=True)
         if refusal is not None:
             await _refuse(ws, refusal)
             return ws
         peer = RemotePeer(ws, _peer_ip(request))
+        peer.authorizer = authorizer
         peer.send(engine.attach(peer))
         writer = asyncio.create_task(peer.writer())
         pinger = asyncio.create_task(peer.keepalive(_ping_interval_s()))
@@ -211,7 +225,9 @@ def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
     return worker_socket
 
 
-async def _read_loop(engine: Engine, peer: RemotePeer, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop) -> None:
+async def _read_loop(
+    engine: Engine, peer: RemotePeer, ws: web.WebSocketResponse, loop: asyncio.AbstractEventLoop
+) -> None:
     handle = engine.handle
     while True:
         msg = await ws.receive()
@@ -249,7 +265,7 @@ def make_otel_handler(engine: Engine, auth: ListenerAuth) -> Any:
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Upgrade Required")
         await ws.prepare(request)
-        refusal = await _authorize(engine, auth, request, allow_query_token=False)
+        refusal, _ = await _authorize(engine, auth, request, allow_query_token=False)
         if refusal is not None:
             await _refuse(ws, refusal)
             return ws
