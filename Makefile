@@ -1,0 +1,39 @@
+# pyiii developer commands. `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test setup setup-core setup-compat lint bench clean
+
+## run: install pyiii into .venv and serve on the embedded default (127.0.0.1:49134, data in ./data)
+run: setup-core
+	$(BIN)/pyiii
+
+## test: install everything (venv, official Python and Node SDKs) and run lint, types and the whole test suite
+test: setup lint
+	$(BIN)/pytest
+
+setup: setup-core setup-compat
+
+setup-core: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,redis]'
+	touch $@
+
+setup-compat: setup-core
+	scripts/setup-compat
+
+lint: setup-core
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## bench: the invoke benchmark (ratios against a relay baseline measured in the same run)
+bench: setup
+	$(BIN)/python bench/invoke.py
+
+clean:
+	rm -rf $(VENV) .compat tests/compat/node/*/node_modules .pytest_cache .mypy_cache .ruff_cache
