@@ -1,0 +1,287 @@
+"""Shared pieces of the benchmarks: statistics, the measurement loops, child processes.
+
+Standard library only: the official-SDK client (``bench/_sdk025_client.py``) imports this module
+from the compat venv (``.compat/py-0.25``), which has neither pyiii nor msgspec nor uvloop.
+
+Child-process protocol. The orchestrator starts every role as a child with ``stdin`` a pipe. A child
+prints JSON lines on stdout (``{"event": "ready", ...}`` then ``{"event": "result", ...}``) and exits
+when its stdin reaches EOF (:func:`exit_when_parent_goes`): a crashed or killed orchestrator never
+leaves benchmark processes behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+FUNCTION_ID = "bench::echo"
+#: Upper bound of any single wait of the orchestrator (start-up, a measurement); bounded loops only.
+STEP_TIMEOUT_S = 300.0
+
+
+# ---------------------------------------------------------------------------------------------- payload
+
+
+def make_payload(text_bytes: int) -> dict[str, Any]:
+    """The request payload every variant sends (and the echo returns): a small JSON object."""
+    return {"user": "bench", "ids": [1, 2, 3], "flag": True, "text": "x" * text_bytes}
+
+
+# ---------------------------------------------------------------------------------------------- stats
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def latency_stats_us(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    n = len(ordered)
+    return {
+        "n": n,
+        "median_us": percentile(ordered, 50) / 1000,
+        "p90_us": percentile(ordered, 90) / 1000,
+        "p99_us": percentile(ordered, 99) / 1000,
+        "mean_us": (sum(ordered) / n / 1000) if n else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+Call = Callable[[], Awaitable[Any]]
+
+
+async def measure_sequential(call: Call, calls: int, warmup: int) -> dict[str, float]:
+    """``warmup`` calls, then ``calls`` timed one at a time (one round trip each)."""
+    for _ in range(warmup):
+        await call()
+    samples: list[int] = []
+    append = samples.append
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        t0 = clock()
+        await call()
+        append(clock() - t0)
+    return latency_stats_us(samples)
+
+
+async def measure_throughput(call: Call, calls: int, inflight: int, warmup: int) -> dict[str, float]:
+    """``calls`` calls with ``inflight`` of them outstanding at any time: calls per second."""
+    remaining = warmup
+
+    async def lane() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    remaining = calls
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    elapsed = time.perf_counter() - t0
+    return {"calls": calls, "inflight": inflight, "seconds": elapsed, "calls_per_s": calls / elapsed}
+
+
+async def run_client_measurements(call: Call, plan: dict[str, Any]) -> dict[str, Any]:
+    """The client side of one remote variant, as the plan asks (``plan`` comes from the orchestrator)."""
+    out: dict[str, Any] = {}
+    out["sequential"] = await measure_sequential(call, plan["calls"], plan["warmup"])
+    if plan.get("throughput_calls"):
+        out["throughput"] = await measure_throughput(
+            call, plan["throughput_calls"], plan["inflight"], plan["warmup"]
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- child side
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One JSON line on stdout for the orchestrator."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def exit_when_parent_goes() -> None:
+    """Exit (SIGTERM to self, then hard) when stdin closes: the orchestrator is gone or done."""
+
+    def watch() -> None:
+        with contextlib.suppress(Exception):
+            while sys.stdin.buffer.read(1):
+                pass
+        with contextlib.suppress(Exception):
+            os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
+    """Poll 127.0.0.1:port until it accepts a connection (an open listener is the readiness signal)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"process exited before listening on {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
+
+
+# ---------------------------------------------------------------------------------------------- parent side
+
+
+class Child:
+    """A benchmark child process: JSON events on stdout, stderr kept for the error report."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr_tail: list[str] = []
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            text=True,
+        )
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self._keep(f"stdout: {line}")
+                continue
+            self.events.put(event)
+        self.events.put({"event": "eof"})
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._keep(line.rstrip())
+
+    def _keep(self, line: str) -> None:
+        self.stderr_tail.append(line)
+        del self.stderr_tail[:-40]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_event(self, name: str, timeout_s: float = STEP_TIMEOUT_S) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no '{name}' event after {timeout_s} s{self.describe()}")
+            try:
+                event = self.events.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if event.get("event") == name:
+                return event
+            if event.get("event") == "error":
+                raise RuntimeError(f"{self.name} failed: {event.get('message')}{self.describe()}")
+            if event.get("event") == "eof":
+                self.proc.wait(5)
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode} before '{name}'{self.describe()}"
+                )
+
+    def describe(self) -> str:
+        tail = "\n    ".join(self.stderr_tail[-20:])
+        return f"\n  argv: {' '.join(self.argv)}\n  stderr (last lines):\n    {tail}" if tail else ""
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Close stdin (the child exits by itself), then SIGTERM, then SIGKILL."""
+        proc = self.proc
+        if proc.poll() is None:
+            with contextlib.suppress(Exception):
+                assert proc.stdin is not None
+                proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout_s / 2)
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout_s / 2)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Children:
+    """Every child of a run; ``stop_all`` in reverse start order (clients before servers)."""
+
+    def __init__(self) -> None:
+        self.items: list[Child] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, env)
+        self.items.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        while self.items:
+            child = self.items.pop()
+            with contextlib.suppress(Exception):
+                child.stop()
+
+
+def install_signal_exit() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit so ``finally`` blocks stop the children."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+async def wait_until_callable(call: Call, timeout_s: float = 20.0) -> None:
+    """Call until the target function is registered (registrations are not acknowledged, §5)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await call()
+            return
+        except Exception as exc:
+            code = str(getattr(exc, "code", "")).lower()
+            if "not_found" not in code or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.01)
