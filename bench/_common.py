@@ -99,14 +99,46 @@ async def measure_throughput(call: Call, calls: int, inflight: int, warmup: int)
 
 
 async def run_client_measurements(call: Call, plan: dict[str, Any]) -> dict[str, Any]:
-    """The client side of one remote variant, as the plan asks (``plan`` comes from the orchestrator)."""
+    """The client side of one remote variant, as the plan asks (``plan`` comes from the orchestrator).
+
+    With ``plan["cpu_pids"]`` (``{"name": pid}``; this process is added as ``client``) each phase
+    also reports the CPU time every process spent per call, which is steadier than wall time.
+    """
+    pids = {"client": os.getpid(), **plan.get("cpu_pids", {})}
     out: dict[str, Any] = {}
-    out["sequential"] = await measure_sequential(call, plan["calls"], plan["warmup"])
+    for _ in range(plan["warmup"]):
+        await call()
+    before = cpu_ns(pids)
+    out["sequential"] = await measure_sequential(call, plan["calls"], 0)
+    out["sequential"]["cpu_us_per_call"] = cpu_per_call_us(before, cpu_ns(pids), plan["calls"])
     if plan.get("throughput_calls"):
+        before = cpu_ns(pids)
         out["throughput"] = await measure_throughput(
             call, plan["throughput_calls"], plan["inflight"], plan["warmup"]
         )
+        out["throughput"]["cpu_us_per_call"] = cpu_per_call_us(
+            before, cpu_ns(pids), plan["throughput_calls"] + plan["warmup"]
+        )
     return out
+
+
+def cpu_ns(pids: dict[str, int]) -> dict[str, int]:
+    """CPU time (ns, all threads) of each process from /proc/PID/task/*/schedstat; {} off Linux."""
+    out: dict[str, int] = {}
+    for name, pid in pids.items():
+        total = 0
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except OSError:
+            continue
+        out[name] = total
+    return out
+
+
+def cpu_per_call_us(before: dict[str, int], after: dict[str, int], calls: int) -> dict[str, float]:
+    return {name: (after[name] - before[name]) / calls / 1000 for name in after if name in before}
 
 
 # ---------------------------------------------------------------------------------------------- child side

@@ -209,9 +209,11 @@ def run_relay(args: argparse.Namespace, children: Children) -> dict[str, Any]:
         relay = children.start("relay", _python_argv(script, "relay", "--port", str(port)))
         relay.wait_event("ready", 30)
         url = f"ws://127.0.0.1:{port}"
-        children.start("relay-echo", _python_argv(script, "echo", "--url", url)).wait_event("ready", 30)
+        echo = children.start("relay-echo", _python_argv(script, "echo", "--url", url))
+        echo.wait_event("ready", 30)
+        plan = {**_plan(args), "cpu_pids": {"router": relay.proc.pid, "echo": echo.proc.pid}}
         client = children.start(
-            "relay-client", _python_argv(script, "client", "--url", url, "--plan", json.dumps(_plan(args)))
+            "relay-client", _python_argv(script, "client", "--url", url, "--plan", json.dumps(plan))
         )
         return client.wait_event("result")
     finally:
@@ -233,10 +235,10 @@ def run_pyiii_remote(args: argparse.Namespace, children: Children, with_sdk025: 
             engine = children.start("engine", _python_argv(me, "--role", "engine", "--config", str(config)))
             wait_port(port, 30, lambda: engine.alive)
             url = f"ws://127.0.0.1:{port}"
-            children.start("worker-b", _python_argv(me, "--role", "worker-b", "--url", url)).wait_event(
-                "ready", 30
-            )
-            plan = _plan(args, sync=args.sync_trigger)
+            b = children.start("worker-b", _python_argv(me, "--role", "worker-b", "--url", url))
+            b.wait_event("ready", 30)
+            cpu_pids = {"router": engine.proc.pid, "echo": b.proc.pid}
+            plan = {**_plan(args, sync=args.sync_trigger), "cpu_pids": cpu_pids}
             a = children.start(
                 "worker-a", _python_argv(me, "--role", "worker-a", "--url", url, "--plan", json.dumps(plan))
             )
@@ -251,7 +253,7 @@ def run_pyiii_remote(args: argparse.Namespace, children: Children, with_sdk025: 
                         "--url",
                         url,
                         "--plan",
-                        json.dumps(_plan(args)),
+                        json.dumps({**_plan(args), "cpu_pids": cpu_pids}),
                     ],
                 )
                 out["sdk025"] = sdk.wait_event("result")
@@ -315,6 +317,19 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             **lat("remote", "sdk025", "sequential"),
             "calls_per_s": _median_of(rounds, "remote", "sdk025", "throughput", "calls_per_s"),
         }
+    for key, path in (
+        ("relay", ("relay",)),
+        ("pyiii", ("remote", "pyiii")),
+        ("sdk025", ("remote", "sdk025")),
+    ):
+        if key in summary:
+            summary[key]["cpu_us_per_call"] = {
+                phase: {
+                    proc: _median_of(rounds, *path, phase, "cpu_us_per_call", proc)
+                    for proc in ("client", "router", "echo")
+                }
+                for phase in ("sequential", "throughput")
+            }
     relay, ours = summary["relay"], summary["pyiii"]
     median_ratio = ours["median_us"] / relay["median_us"]
     tp_ratio = ours["calls_per_s"] / relay["calls_per_s"]
@@ -371,6 +386,25 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(row("  same, blocking trigger() from main thread", summary["pyiii_sync"]))
     if "sdk025" in summary:
         lines.append(row("iii-sdk 0.25 -> pyiii engine -> pyiii SDK", summary["sdk025"]))
+    lines += [
+        "",
+        f"{'CPU µs per call (all threads)':<44}{'client':>10}{'router':>10}{'echo':>10}{'total':>10}",
+    ]
+    for label, key in (
+        ("relay", "relay"),
+        ("pyiii", "pyiii"),
+        ("iii-sdk 0.25 client", "sdk025"),
+    ):
+        for phase in ("sequential", "throughput"):
+            cpu = summary.get(key, {}).get("cpu_us_per_call", {}).get(phase)
+            if not cpu or all(v != v for v in cpu.values()):
+                continue
+            total = sum(v for v in cpu.values() if v == v)
+            lines.append(
+                f"{label + ', ' + phase:<44}"
+                + "".join(f"{cpu[p]:>10.1f}" for p in ("client", "router", "echo"))
+                + f"{total:>10.1f}"
+            )
     floor = summary["floor_await"]["median_us"]
     lines += [
         "",
