@@ -31,7 +31,7 @@ TELEMETRY_PREFIXES = (b"OTLP", b"LOGS", b"MTRC")
 
 def present(value: Any) -> bool:
     """True when an optional input field carries a value (neither absent nor null)."""
-    return value is not UNSET and value is not None
+    return value is not UNSET and value is not None and not (type(value) is Raw and value == NULL)
 
 
 def raw_is_null(raw: Raw) -> bool:
@@ -59,10 +59,10 @@ class Base(msgspec.Struct, tag_field="type"):
 class RegisterFunctionIn(Base, tag="registerfunction"):
     id: str
     description: str | None = None
-    request_format: Raw | None = None
-    response_format: Raw | None = None
-    metadata: Raw | None = None
-    invocation: Raw | None = None
+    request_format: Raw | UnsetType = UNSET
+    response_format: Raw | UnsetType = UNSET
+    metadata: Raw | UnsetType = UNSET
+    invocation: Raw | UnsetType = UNSET
 
 
 class UnregisterFunctionIn(Base, tag="unregisterfunction"):
@@ -72,8 +72,8 @@ class UnregisterFunctionIn(Base, tag="unregisterfunction"):
 class RegisterTriggerTypeIn(Base, tag="registertriggertype"):
     id: str
     description: str | None = None
-    trigger_request_format: Raw | None = None
-    call_request_format: Raw | None = None
+    trigger_request_format: Raw | UnsetType = UNSET
+    call_request_format: Raw | UnsetType = UNSET
     namespace: str | None = None
 
 
@@ -87,7 +87,7 @@ class RegisterTriggerIn(Base, tag="registertrigger"):
     trigger_type: str
     function_id: str
     config: Raw = NULL
-    metadata: Raw | None = None
+    metadata: Raw | UnsetType = UNSET
     namespace: str | None = None
     trigger_namespace: str | None = None
 
@@ -109,7 +109,7 @@ class InvokeFunctionIn(Base, tag="invokefunction"):
     invocation_id: str | None = None
     data: Raw = NULL
     action: dict[str, Any] | None = None
-    metadata: Raw | None = None
+    metadata: Raw | UnsetType = UNSET
     traceparent: str | None = None
     baggage: str | None = None
     namespace: str | None = None
