@@ -46,6 +46,8 @@ def decode_worker_frame(frame: bytes | str) -> WorkerMessageIn | Ignored | Malfo
         return _worker_in.decode(frame)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:  # ValueError: bad UTF-8
         return _classify_failure(frame, exc)
+    except RecursionError:  # nesting deeper than msgspec follows
+        return Ignored("JSON nested too deeply")
 
 
 def decode_engine_frame(frame: bytes | str) -> EngineMessage | Ignored:
@@ -68,6 +70,8 @@ def _classify_failure(frame: bytes | str, exc: Exception) -> Ignored | Malformed
         obj: Any = msgspec.json.decode(frame)
     except (msgspec.DecodeError, ValueError):
         return Ignored("invalid JSON")
+    except RecursionError:
+        return Ignored("JSON nested too deeply")
     if not isinstance(obj, dict):
         return Ignored("not a JSON object")
     kind = obj.get("type")
