@@ -108,7 +108,7 @@ class InvokeFunctionIn(Base, tag="invokefunction"):
     function_id: str
     invocation_id: str | None = None
     data: Raw = NULL
-    action: dict[str, Any] | None = None
+    action: Any = None  # any shape: a bad action is answered with invalid_action (D4), not dropped
     metadata: Raw | UnsetType = UNSET
     traceparent: str | None = None
     baggage: str | None = None
