@@ -218,9 +218,10 @@ class TriggerRegistrationResult(Base, tag="triggerregistrationresult"):
     error: ErrorBody | UnsetType = UNSET
 
 
-class InvokeFunction(Base, tag="invokefunction"):
-    function_id: str
+class InvokeFunction(Base, tag="invokefunction", kw_only=True):
+    # Field order is wire order: the spec's engine -> target examples put invocation_id first (§3.8).
     invocation_id: str | UnsetType = UNSET
+    function_id: str
     data: Any = None
     action: Any = UNSET
     metadata: Any = UNSET
