@@ -233,9 +233,6 @@ async def test_custom_trigger_type(workers: Callable[..., III]) -> None:
     assert gone.id == trigger.id
 
 
-@pytest.mark.xfail(
-    reason="engine core reads .namespace on the plain UnregisterTriggerType struct", strict=False
-)
 async def test_unregister_trigger_type(engine: Engine, workers: Callable[..., III]) -> None:
     """unregister_trigger_type removes the type from the engine (D3)."""
     provider = workers("provider")

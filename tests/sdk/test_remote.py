@@ -78,7 +78,6 @@ async def test_two_workers_over_sockets(engine: Engine, connect: Callable[..., A
     )
 
 
-@pytest.mark.xfail(reason="engine decoder: `Raw | None` fields reject objects (metadata)", strict=False)
 async def test_metadata_crosses_sockets(engine: Engine, connect: Callable[..., Any]) -> None:
     """Per-call metadata reaches the handler's metadata parameter unchanged."""
     a, b = await connect("a"), await connect("b")

@@ -127,6 +127,8 @@ class Engine:
         #: Set by the queue module; ``None`` means Enqueue answers ``enqueue_error`` (§4.3 rule 4).
         self.enqueue_hook: Callable[[EnqueueRequest], Awaitable[None]] | None = None
         self.modules: list[Any] = []
+        #: ``ws://host:port`` of the first worker listener, once bound (in-process SDK channels use it).
+        self.ws_url: str | None = None
         #: Set by the observability module: receives each ``LOGS``-prefixed telemetry frame (§8).
         self.telemetry_sink: Callable[[bytes], None] | None = None
         self._listeners: list[EngineEventListener] = []
@@ -333,8 +335,8 @@ class Engine:
     def _identity_probe(self, peer: Peer) -> None:
         """Eviction by identity (§6.2): probe older live connections with the same name, pid, os, ip."""
         me = peer.info
-        if me.name is None or me.pid is None:
-            return
+        if me.name is None or me.pid is None or peer.ip_address is None:
+            return  # in-process peers have no address and are never stale
         for other in list(self.peers.values()):
             if other is peer or not other.live or other.probing:
                 continue
@@ -517,7 +519,7 @@ class Engine:
                 self._install(binding)
 
     def _unregister_trigger_type(self, peer: Peer, msg: Any) -> None:
-        ns = _opt_str(msg.namespace) or peer.namespace or DEFAULT_NS
+        ns = _opt_str(getattr(msg, "namespace", None)) or peer.namespace or DEFAULT_NS
         ttype = self.triggers.types.get((ns, msg.id))
         if ttype is None or ttype.provider_peer is not peer:
             return

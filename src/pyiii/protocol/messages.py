@@ -3,7 +3,8 @@
 No asyncio, no sockets: bytes in, messages out. Two families share the field names of the spec:
 
 * ``*In`` structs are what the engine decodes from a worker socket. Payload-like fields (``data``,
-  ``result``, ``metadata``, ``config``) are ``msgspec.Raw``: the engine relays a payload between two
+  ``result``, ``metadata``, ``config``) are ``msgspec.Raw`` (optional ones ``Raw | UnsetType``:
+  msgspec cannot decode an object into ``Raw | None``): the engine relays a payload between two
   sockets without decoding and re-encoding it, so it never changes ``data`` (§4.1) and a 20 MiB
   payload costs one copy, not a parse.
 * The plain structs (``InvokeFunction``, ``InvocationResult``, ...) carry Python values. The engine
@@ -31,6 +32,8 @@ TELEMETRY_PREFIXES = (b"OTLP", b"LOGS", b"MTRC")
 
 def present(value: Any) -> bool:
     """True when an optional input field carries a value (neither absent nor null)."""
+    if type(value) is Raw:
+        return bytes(value) != b"null"
     return value is not UNSET and value is not None and not (type(value) is Raw and value == NULL)
 
 

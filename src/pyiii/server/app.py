@@ -81,6 +81,8 @@ class EngineServer:
         # Worker managers bind last: an open 49134 means the engine is ready (§2.1 rule 5).
         for wm in self.settings.worker_managers:
             await self._bind_worker_manager(wm)
+        if self.worker_addresses:
+            self.engine.ws_url = self.url
 
     async def _bind_worker_manager(self, wm: WorkerManagerSettings) -> None:
         auth = ListenerAuth(
@@ -90,9 +92,9 @@ class EngineServer:
             expose=wm.rbac.expose_functions if wm.rbac else (),
         )
         app = worker_manager_app(self.engine, auth, make_channel_handler(self.channels))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
-        site = web.TCPSite(runner, wm.host, wm.port, shutdown_timeout=0.1)
+        site = web.TCPSite(runner, wm.host, wm.port)
         await site.start()
         self.runners.append(runner)
         server = site._server
