@@ -12,6 +12,7 @@ import hmac
 import logging
 import os
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger("pyiii.server")
 CLOSE_SERVICE_RESTART = 1012  # D19: every SDK generation reconnects after it
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+#: aiohttp refuses a message whose size is >= max_msg_size; §2.4 rule 5 accepts up to 64 MiB inclusive.
+_MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1
 
 
 def _ping_interval_s() -> float:
@@ -48,6 +51,36 @@ class ListenerAuth:
     expose: tuple[Any, ...] = ()
 
 
+class _Resume:
+    """Awaiting it finishes a coroutine that was started by hand and suspended on ``suspended_on``
+    (what ``yield from`` would do had the coroutine been awaited from the start)."""
+
+    __slots__ = ("_coro", "_suspended_on")
+
+    def __init__(self, coro: Any, suspended_on: Any) -> None:
+        self._coro = coro
+        self._suspended_on = suspended_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._suspended_on
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation: delivered to the coroutine, as a task would
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
 class RemotePeer(Peer):
     """A worker connected over WebSocket."""
 
@@ -58,6 +91,8 @@ class RemotePeer(Peer):
         self._ws = ws
         self._queue: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        #: A write that :meth:`send` started and that suspended; the writer task finishes it first.
+        self._unfinished: _Resume | None = None
         self._closing = False
         self._pong_waiters: list[asyncio.Future[None]] = []
         self.last_pong = asyncio.get_running_loop().time()
@@ -69,7 +104,25 @@ class RemotePeer(Peer):
         data = encode(message)
         if len(data) > self.send_limit:
             raise FrameTooLarge(len(data), self.send_limit)
-        self._queue.append(data)
+        if self._queue or self._unfinished is not None:
+            self._queue.append(data)  # behind frames still waiting: order is kept
+            self._wake_writer()
+            return
+        # Nothing waiting: write now instead of waking the writer task, which would cost one more loop
+        # iteration per frame. aiohttp writes an uncompressed frame synchronously; it only suspends
+        # to wait for a drain (backpressure) or a compressed frame: the writer task finishes those.
+        coro = self._ws.send_frame(data, WSMsgType.TEXT)
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):
+            self._closing = True  # the socket is gone; the read loop runs the cleanup
+            return
+        self._unfinished = _Resume(coro, suspended_on)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -77,11 +130,17 @@ class RemotePeer(Peer):
                 waiter.set_result(None)
 
     async def writer(self) -> None:
+        """Finishes a suspended write, then drains the queue; idle otherwise."""
         ws = self._ws
         queue = self._queue
         loop = asyncio.get_running_loop()
         try:
             while True:
+                unfinished = self._unfinished
+                if unfinished is not None:
+                    await unfinished
+                    self._unfinished = None
+                    continue
                 if not queue:
                     self._waiter = loop.create_future()
                     await self._waiter
@@ -95,7 +154,7 @@ class RemotePeer(Peer):
             return
         # Let queued frames (e.g. results) go out before the close frame.
         for _ in range(100):
-            if not self._queue:
+            if not self._queue and self._unfinished is None:
                 break
             await asyncio.sleep(0.001)
         self._closing = True
@@ -197,7 +256,7 @@ def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
     """The aiohttp handler of ``GET /``."""
 
     async def worker_socket(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, decode_text=False)
+        ws = web.WebSocketResponse(max_msg_size=_MAX_MSG_SIZE, autoping=False, decode_text=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Upgrade Required: this is the iii worker socket")
         await ws.prepare(request)
@@ -261,7 +320,7 @@ def make_otel_handler(engine: Engine, auth: ListenerAuth) -> Any:
     """The aiohttp handler of ``GET /otel`` (§8): telemetry only, never a worker."""
 
     async def otel_socket(request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, decode_text=False)
+        ws = web.WebSocketResponse(max_msg_size=_MAX_MSG_SIZE, decode_text=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Upgrade Required")
         await ws.prepare(request)
