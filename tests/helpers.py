@@ -92,6 +92,8 @@ class RawWorker:
         self.binary: list[bytes] = []
         #: WebSocket pings received while ``autoping`` is off (they are never answered).
         self.pings = 0
+        #: Payloads of WebSocket pongs received while ``autoping`` is off.
+        self.pongs: asyncio.Queue[bytes] = asyncio.Queue()
         self.close_code: int | None = None
         self.closed = asyncio.Event()
         self.worker_id = ""
@@ -299,7 +301,7 @@ class RawWorker:
                     del self.inbox[index]
                     return frame
             left = deadline - loop.time()
-            if left <= 0 or (self.closed.is_set() and not self._arrived.is_set()):
+            if left <= 0 or self.closed.is_set():  # closed: every frame is in the inbox already
                 state = f"closed with {self.close_code}" if self.closed.is_set() else "open"
                 raise AssertionError(
                     f"no frame matching {pred!r} (socket {state}); inbox: {self.inbox[-10:]!r}"
@@ -334,7 +336,7 @@ class RawWorker:
                 elif msg.type is WSMsgType.PING:
                     self.pings += 1
                 elif msg.type is WSMsgType.PONG:
-                    continue
+                    self.pongs.put_nowait(msg.data)
                 else:  # CLOSE, CLOSING, CLOSED, ERROR
                     break
         finally:
