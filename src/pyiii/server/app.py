@@ -146,12 +146,6 @@ def serve(settings: Settings) -> int:
 
 async def _serve(settings: Settings) -> int:
     server = EngineServer(settings)
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"pyiii: failed to start: {exc}", file=sys.stderr)
-        await server.stop()
-        return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen = 0
@@ -167,8 +161,16 @@ async def _serve(settings: Settings) -> int:
             os._exit(1)
         stop.set()
 
+    # Installed before binding: once the listener line is logged, a signal must mean a clean shutdown
+    # (a signal during startup is honoured as soon as startup ends).
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"pyiii: failed to start: {exc}", file=sys.stderr)
+        await server.stop()
+        return 1
     await stop.wait()
     log.info("shutting down")
     try:
