@@ -1,12 +1,14 @@
-"""Shared pieces of the benchmarks: statistics, the measurement loops, child processes.
+"""Shared pieces of the benchmarks: measurement blocks, statistics, child processes.
 
 Standard library only: the official-SDK client (``bench/_sdk025_client.py``) imports this module
 from the compat venv (``.compat/py-0.25``), which has neither pyiii nor msgspec nor uvloop.
 
-Child-process protocol. The orchestrator starts every role as a child with ``stdin`` a pipe. A child
-prints JSON lines on stdout (``{"event": "ready", ...}`` then ``{"event": "result", ...}``) and exits
-when its stdin reaches EOF (:func:`exit_when_parent_goes`): a crashed or killed orchestrator never
-leaves benchmark processes behind.
+Child processes. The orchestrator starts every role as a child with ``stdin`` a pipe and reads JSON
+lines from its stdout (``{"event": "ready"}``, ``{"event": "result", ...}``, ``{"event": "error"}``).
+Servers (engine, relay, echo workers) only watch stdin: EOF means the orchestrator is gone or done,
+and they exit (:func:`exit_when_parent_goes`). Clients read one JSON command per stdin line and
+answer each with one result line (:func:`serve_commands`), so the orchestrator can interleave short
+blocks of every variant: on a shared, noisy machine both sides of a ratio then see the same noise.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 FUNCTION_ID = "bench::echo"
-#: Upper bound of any single wait of the orchestrator (start-up, a measurement); bounded loops only.
+#: Upper bound of any single wait of the orchestrator (start-up, a block); bounded loops only.
 STEP_TIMEOUT_S = 300.0
 
 
@@ -49,7 +51,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[rank]
 
 
-def latency_stats_us(samples_ns: list[int]) -> dict[str, float]:
+def latency_stats_us(samples_ns: Sequence[int]) -> dict[str, float]:
     ordered = sorted(samples_ns)
     n = len(ordered)
     return {
@@ -66,8 +68,8 @@ def latency_stats_us(samples_ns: list[int]) -> dict[str, float]:
 Call = Callable[[], Awaitable[Any]]
 
 
-async def measure_sequential(call: Call, calls: int, warmup: int) -> dict[str, float]:
-    """``warmup`` calls, then ``calls`` timed one at a time (one round trip each)."""
+async def sequential_block(call: Call, calls: int, warmup: int) -> list[int]:
+    """``warmup`` calls, then ``calls`` timed one at a time: one round trip each, in ns."""
     for _ in range(warmup):
         await call()
     samples: list[int] = []
@@ -77,11 +79,24 @@ async def measure_sequential(call: Call, calls: int, warmup: int) -> dict[str, f
         t0 = clock()
         await call()
         append(clock() - t0)
-    return latency_stats_us(samples)
+    return samples
 
 
-async def measure_throughput(call: Call, calls: int, inflight: int, warmup: int) -> dict[str, float]:
-    """``calls`` calls with ``inflight`` of them outstanding at any time: calls per second."""
+def blocking_sequential_block(call: Callable[[], Any], calls: int, warmup: int) -> list[int]:
+    """The same for a blocking call (``III.trigger`` from a plain thread)."""
+    for _ in range(warmup):
+        call()
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        t0 = clock()
+        call()
+        samples.append(clock() - t0)
+    return samples
+
+
+async def throughput_block(call: Call, calls: int, inflight: int, warmup: int) -> float:
+    """``calls`` calls with ``inflight`` of them outstanding at any time; returns the seconds taken."""
     remaining = warmup
 
     async def lane() -> None:
@@ -90,36 +105,12 @@ async def measure_throughput(call: Call, calls: int, inflight: int, warmup: int)
             remaining -= 1
             await call()
 
-    await asyncio.gather(*(lane() for _ in range(inflight)))
+    if warmup:
+        await asyncio.gather(*(lane() for _ in range(inflight)))
     remaining = calls
     t0 = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(inflight)))
-    elapsed = time.perf_counter() - t0
-    return {"calls": calls, "inflight": inflight, "seconds": elapsed, "calls_per_s": calls / elapsed}
-
-
-async def run_client_measurements(call: Call, plan: dict[str, Any]) -> dict[str, Any]:
-    """The client side of one remote variant, as the plan asks (``plan`` comes from the orchestrator).
-
-    With ``plan["cpu_pids"]`` (``{"name": pid}``; this process is added as ``client``) each phase
-    also reports the CPU time every process spent per call, which is steadier than wall time.
-    """
-    pids = {"client": os.getpid(), **plan.get("cpu_pids", {})}
-    out: dict[str, Any] = {}
-    for _ in range(plan["warmup"]):
-        await call()
-    before = cpu_ns(pids)
-    out["sequential"] = await measure_sequential(call, plan["calls"], 0)
-    out["sequential"]["cpu_us_per_call"] = cpu_per_call_us(before, cpu_ns(pids), plan["calls"])
-    if plan.get("throughput_calls"):
-        before = cpu_ns(pids)
-        out["throughput"] = await measure_throughput(
-            call, plan["throughput_calls"], plan["inflight"], plan["warmup"]
-        )
-        out["throughput"]["cpu_us_per_call"] = cpu_per_call_us(
-            before, cpu_ns(pids), plan["throughput_calls"] + plan["warmup"]
-        )
-    return out
+    return time.perf_counter() - t0
 
 
 def cpu_ns(pids: dict[str, int]) -> dict[str, int]:
@@ -137,8 +128,78 @@ def cpu_ns(pids: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def cpu_per_call_us(before: dict[str, int], after: dict[str, int], calls: int) -> dict[str, float]:
-    return {name: (after[name] - before[name]) / calls / 1000 for name in after if name in before}
+class Target:
+    """One thing a client can time: an async ``call`` run on ``loop``, or a blocking one (loop None)."""
+
+    def __init__(self, call: Callable[[], Any], loop: asyncio.AbstractEventLoop | None) -> None:
+        self.call = call
+        self.loop = loop
+
+
+def run_command(cmd: dict[str, Any], targets: dict[str, Target], cpu_pids: dict[str, int]) -> dict[str, Any]:
+    """Run one measurement block; CPU ns of every watched process is reported beside wall time."""
+    target = targets[cmd.get("target", "call")]
+    calls, warmup = int(cmd["calls"]), int(cmd.get("warmup", 0))
+    kind = cmd["kind"]
+    out: dict[str, Any] = {"kind": kind, "target": cmd.get("target", "call"), "calls": calls}
+    timeout = STEP_TIMEOUT_S
+    if target.loop is None:
+        if kind != "sequential":
+            raise ValueError("blocking targets only run sequential blocks")
+        blocking_sequential_block(target.call, 0, warmup)
+        before = cpu_ns(cpu_pids)
+        out["samples_ns"] = blocking_sequential_block(target.call, calls, 0)
+    else:
+        loop = target.loop
+        if warmup:
+            asyncio.run_coroutine_threadsafe(sequential_block(target.call, 0, warmup), loop).result(timeout)
+        before = cpu_ns(cpu_pids)
+        if kind == "sequential":
+            coro: Any = sequential_block(target.call, calls, 0)
+            out["samples_ns"] = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+        else:
+            inflight = int(cmd["inflight"])
+            coro = throughput_block(target.call, calls, inflight, 0)
+            out["seconds"] = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+            out["inflight"] = inflight
+    after = cpu_ns(cpu_pids)
+    out["cpu_ns"] = {name: after[name] - before[name] for name in after if name in before}
+    return out
+
+
+def serve_commands(targets: dict[str, Target], cpu_pids: dict[str, int] | None = None, **ready: Any) -> None:
+    """Answer JSON commands from stdin until EOF or ``{"cmd": "exit"}`` (runs on the main thread).
+
+    A command: ``{"kind": "sequential" | "throughput", "calls", "warmup", "inflight"?, "target"?}``.
+    """
+    pids = {"client": os.getpid(), **(cpu_pids or {})}
+    emit("ready", targets=sorted(targets), **ready)
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        cmd = json.loads(line)
+        if cmd.get("cmd") == "exit":
+            return
+        try:
+            emit("result", **run_command(cmd, targets, pids))
+        except Exception as exc:
+            emit("error", message=f"{type(exc).__name__}: {exc}")
+
+
+async def wait_until_callable(call: Call, timeout_s: float = 20.0) -> None:
+    """Call until the target function is registered (registrations are not acknowledged, §5)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await call()
+            return
+        except Exception as exc:
+            code = str(getattr(exc, "code", "")).lower()
+            if "not_found" not in code or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------------------------------------- child side
@@ -183,6 +244,13 @@ def wait_port(port: int, timeout_s: float, alive: Callable[[], bool]) -> None:
                 return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def start_loop_thread(loop: asyncio.AbstractEventLoop, name: str) -> threading.Thread:
+    """Run ``loop`` forever in a daemon thread (the clients' measurements run there)."""
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 # ---------------------------------------------------------------------------------------------- parent side
@@ -231,6 +299,10 @@ class Child:
         del self.stderr_tail[:-40]
 
     @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -253,6 +325,13 @@ class Child:
                 raise RuntimeError(
                     f"{self.name} exited with {self.proc.returncode} before '{name}'{self.describe()}"
                 )
+
+    def command(self, **cmd: Any) -> dict[str, Any]:
+        """Send one command to a client and wait for its result."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self.wait_event("result")
 
     def describe(self) -> str:
         tail = "\n    ".join(self.stderr_tail[-20:])
@@ -302,18 +381,3 @@ def install_signal_exit() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
-
-
-async def wait_until_callable(call: Call, timeout_s: float = 20.0) -> None:
-    """Call until the target function is registered (registrations are not acknowledged, §5)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        try:
-            await call()
-            return
-        except Exception as exc:
-            code = str(getattr(exc, "code", "")).lower()
-            if "not_found" not in code or loop.time() > deadline:
-                raise
-        await asyncio.sleep(0.01)

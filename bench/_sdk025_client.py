@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, exit_when_parent_goes, run_client_measurements, wait_until_callable
+from _common import Target, emit, serve_commands, wait_until_callable
 
 
 def main() -> int:
@@ -26,7 +26,6 @@ def main() -> int:
     parser.add_argument("--plan", required=True)
     args = parser.parse_args()
     plan: dict[str, Any] = json.loads(args.plan)
-    exit_when_parent_goes()
 
     import iii
 
@@ -36,15 +35,11 @@ def main() -> int:
     def call() -> Any:
         return client.trigger_async(request)
 
-    async def run() -> dict[str, Any]:
-        await wait_until_callable(call)
-        return await run_client_measurements(call, plan)
-
     try:
         # The SDK's private loop: the measurement runs where an async handler of this SDK would.
         loop = client._loop
-        results = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=600)
-        emit("result", sdk_version=_version(), **results)
+        asyncio.run_coroutine_threadsafe(wait_until_callable(call), loop).result(60)
+        serve_commands({"call": Target(call, loop)}, plan.get("cpu_pids"), sdk_version=_version())
     except Exception as exc:
         emit("error", message=f"{type(exc).__name__}: {exc}")
         return 1

@@ -11,7 +11,8 @@ Python values and encodes the result; the client encodes the call and decodes th
 leaves out is everything pyiii adds: the function registry, invocation tracking and timeouts, one
 writer task per connection, the SDK's handler tasks and pending-call bookkeeping.
 
-Roles (each a process): ``relay --port P``, ``echo --url ws://...``, ``client --url ws://... PLAN``.
+Roles (each a process): ``relay --port P``, ``echo --url ws://...``, ``client --url ws://... --plan
+JSON`` (then commands on stdin, see ``_common.serve_commands``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import uvloop
 from aiohttp import WSMsgType, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, exit_when_parent_goes, run_client_measurements
+from _common import Target, emit, exit_when_parent_goes, serve_commands, start_loop_thread
 
 UNSET = msgspec.UNSET
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -124,39 +125,42 @@ async def run_echo(url: str) -> None:
 # ---------------------------------------------------------------------------------------------- client
 
 
-async def run_client(url: str, plan: dict[str, Any]) -> None:
+async def connect_client(url: str, plan: dict[str, Any]) -> Any:
+    """Open the client socket and return its ``call()``: one invokefunction, awaiting its result."""
     loop = asyncio.get_running_loop()
     futures: dict[str, asyncio.Future[Any]] = {}
     ids = itertools.count()
     payload = plan["payload"]
     function_id = plan["function_id"]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, max_msg_size=MAX_MESSAGE_BYTES, decode_text=False) as ws,
-    ):
+    session = aiohttp.ClientSession()
+    ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE_BYTES, decode_text=False)
 
-        async def read() -> None:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    result = _decode_result(msg.data)
-                    future = futures.pop(result.invocation_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(result.result)
+    async def read() -> None:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                result = _decode_result(msg.data)
+                future = futures.pop(result.invocation_id, None)
+                if future is not None and not future.done():
+                    future.set_result(result.result)
 
-        reader = asyncio.create_task(read())
+    async def call() -> Any:
+        invocation_id = str(next(ids))
+        future = loop.create_future()
+        futures[invocation_id] = future
+        message = Invoke(function_id=function_id, invocation_id=invocation_id, data=payload)
+        await ws.send_frame(_encode(message), WSMsgType.TEXT)
+        return await future
 
-        async def call() -> Any:
-            invocation_id = str(next(ids))
-            future = loop.create_future()
-            futures[invocation_id] = future
-            message = Invoke(function_id=function_id, invocation_id=invocation_id, data=payload)
-            await ws.send_frame(_encode(message), WSMsgType.TEXT)
-            return await future
+    call.keep = (session, ws, asyncio.create_task(read()))  # type: ignore[attr-defined]
+    return call
 
-        emit("ready")
-        results = await run_client_measurements(call, plan)
-        emit("result", **results)
-        reader.cancel()
+
+def run_client(url: str, plan: dict[str, Any]) -> None:
+    """Like the SDK clients: the socket lives on a loop thread, commands come in on the main thread."""
+    loop = uvloop.new_event_loop()
+    start_loop_thread(loop, "relay-client")
+    call = asyncio.run_coroutine_threadsafe(connect_client(url, plan), loop).result(30)
+    serve_commands({"call": Target(call, loop)}, plan.get("cpu_pids"))
 
 
 async def _forever() -> None:
@@ -170,14 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="")
     parser.add_argument("--plan", default="{}", help="client: JSON measurement plan")
     args = parser.parse_args(argv)
-    exit_when_parent_goes()
+    if args.role != "client":  # the client reads its commands from stdin and ends on EOF
+        exit_when_parent_goes()
     try:
         if args.role == "relay":
             uvloop.run(run_relay(args.port))
         elif args.role == "echo":
             uvloop.run(run_echo(args.url))
         else:
-            uvloop.run(run_client(args.url, json.loads(args.plan)))
+            run_client(args.url, json.loads(args.plan))
     except KeyboardInterrupt:
         return 130
     except SystemExit:

@@ -1,10 +1,10 @@
 """Function-call latency and throughput through pyiii, against a bare relay measured in the same run.
 
-    .venv/bin/python bench/invoke.py              # full run (a few minutes on 2 cores)
-    .venv/bin/python bench/invoke.py --quick      # CI smoke: small N, one round, < 30 s
+    .venv/bin/python bench/invoke.py              # full run (about a minute on 2 cores)
+    .venv/bin/python bench/invoke.py --quick      # CI smoke: small N, < 30 s
     .venv/bin/python bench/invoke.py --json       # machine-readable result on stdout
 
-What is measured (see bench/README.md for the process layout and how to read the numbers):
+What is measured (bench/README.md has the process layout and how to read the numbers):
 
 1. remote: worker A -> engine -> worker B -> engine -> worker A, both workers on the pyiii SDK over
    WebSocket, engine, A and B each in its own process. Sequential round trips (median, p90, p99) and
@@ -16,16 +16,19 @@ What is measured (see bench/README.md for the process layout and how to read the
 3. the official Python SDK (iii-sdk 0.25.0, ``.compat/py-0.25``) as worker A against the same pyiii
    engine and pyiii worker B: its round trip beside ours (no target).
 
-Every variant runs in fresh processes; ``--rounds`` alternates the baseline and pyiii and reports the
-median over rounds, because a shared 2-core machine is noisy. Absolute times are not comparable
-between runs; the ratios are the result. Nothing here belongs in unit tests.
+All processes of every variant stay up for the whole run and the measurements are interleaved in
+short blocks (baseline, pyiii, official SDK, then the other way round), so a noisy shared machine
+hits every variant alike. Statistics pool the samples of all blocks. Absolute times are not
+comparable between runs; the ratios are the result. Nothing here belongs in unit tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -40,15 +43,17 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 from _common import (  # noqa: E402
     FUNCTION_ID,
+    Child,
     Children,
+    Target,
     emit,
     exit_when_parent_goes,
     free_port,
     install_signal_exit,
     latency_stats_us,
     make_payload,
-    measure_sequential,
-    run_client_measurements,
+    serve_commands,
+    start_loop_thread,
     wait_port,
     wait_until_callable,
 )
@@ -58,6 +63,17 @@ SDK025_PYTHON = ROOT / ".compat" / "py-0.25" / "bin" / "python"
 TARGET_MEDIAN_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.6
 TARGET_INPROCESS_MEDIAN_US = 10.0
+
+RELAY, PYIII, PYIII_SYNC, SDK025 = "relay", "pyiii", "pyiii_sync", "sdk025"
+LABELS = {
+    RELAY: "baseline: aiohttp relay (client/relay/echo)",
+    PYIII: "pyiii SDK -> pyiii engine -> pyiii SDK",
+    PYIII_SYNC: "  same, blocking trigger() from main thread",
+    SDK025: "iii-sdk 0.25 -> pyiii engine -> pyiii SDK",
+    "floor_await": "floor: await coroutine",
+    "floor_task": "floor: await create_task(coroutine)",
+    "inprocess": "pyiii A -> engine -> B, register_worker(engine)",
+}
 
 
 # ============================================================================================== roles
@@ -89,28 +105,21 @@ def role_worker_b(url: str) -> int:
 
 
 def role_worker_a(url: str, plan: dict[str, Any]) -> int:
-    """Worker A: calls `bench::echo` with `trigger_async` on the SDK's loop (as an async handler would)."""
+    """Worker A: times `bench::echo` calls. Target ``call``: ``trigger_async`` awaited on the SDK's
+    loop (where async handlers run); ``sync``: blocking ``trigger()`` from the main thread."""
     from pyiii import InitOptions, register_worker
 
-    exit_when_parent_goes()
     iii = register_worker(url, InitOptions(worker_name="bench-a"))
     request = {"function_id": plan["function_id"], "payload": plan["payload"]}
 
     def call() -> Any:
         return iii.trigger_async(request)
 
-    async def run() -> dict[str, Any]:
-        await wait_until_callable(call)
-        return await run_client_measurements(call, plan)
-
     try:
-        loop = iii._loop  # the SDK's background loop: where async handlers and their calls run
-        results = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=600)
-        if plan.get("sync_calls"):
-            results["sync_trigger"] = _measure_blocking(
-                iii.trigger, request, plan["sync_calls"], plan["warmup"]
-            )
-        emit("result", **results)
+        loop = iii._loop  # the SDK's background loop
+        asyncio.run_coroutine_threadsafe(wait_until_callable(call), loop).result(60)
+        targets = {"call": Target(call, loop), "sync": Target(lambda: iii.trigger(request), None)}
+        serve_commands(targets, plan.get("cpu_pids"))
     except Exception as exc:
         emit("error", message=f"{type(exc).__name__}: {exc}")
         return 1
@@ -119,65 +128,58 @@ def role_worker_a(url: str, plan: dict[str, Any]) -> int:
     return 0
 
 
-def _measure_blocking(trigger: Any, request: dict[str, Any], calls: int, warmup: int) -> dict[str, float]:
-    """Blocking ``trigger()`` from a plain thread (scripts, sync handlers): one loop hop each way more."""
-    import time
-
-    for _ in range(warmup):
-        trigger(request)
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(calls):
-        t0 = clock()
-        trigger(request)
-        samples.append(clock() - t0)
-    return latency_stats_us(samples)
-
-
 def role_inprocess(plan: dict[str, Any]) -> int:
-    """Engine, A and B in this process on one uvloop loop; A calls B through the engine."""
+    """Engine, A and B in this process on one uvloop loop (a thread); A calls B through the engine.
+
+    Targets: ``call`` (A -> engine -> B), ``floor_await`` (``await echo(payload)``) and
+    ``floor_task`` (``await loop.create_task(echo(payload))``)."""
     import uvloop
 
-    exit_when_parent_goes()
+    loop = uvloop.new_event_loop()
+    start_loop_thread(loop, "inprocess")
+    payload = plan["payload"]
     try:
-        results = uvloop.run(_inprocess(plan))
+        setup = asyncio.run_coroutine_threadsafe(_inprocess_setup(payload), loop).result(60)
     except Exception as exc:
         emit("error", message=f"{type(exc).__name__}: {exc}")
         return 1
-    emit("result", **results)
+    server, a, b, call = setup
+    try:
+        serve_commands(
+            {
+                "call": Target(call, loop),
+                "floor_await": Target(lambda: echo(payload), loop),
+                "floor_task": Target(lambda: loop.create_task(echo(payload)), loop),
+            }
+        )
+    finally:
+        asyncio.run_coroutine_threadsafe(_inprocess_teardown(server, a, b), loop).result(30)
     return 0
 
 
-async def _inprocess(plan: dict[str, Any]) -> dict[str, Any]:
+async def _inprocess_setup(payload: Any) -> tuple[Any, Any, Any, Any]:
     from pyiii import InitOptions, register_worker
     from pyiii.config import Settings
     from pyiii.server.app import EngineServer
 
     server = EngineServer(Settings(worker_managers=()))  # the default modules, no socket
     await server.start()
-    loop = asyncio.get_running_loop()
-    payload = plan["payload"]
-    calls, warmup = plan["calls"], plan["warmup"]
     b = register_worker(server.engine, InitOptions(worker_name="bench-b"))
     b.register_function(FUNCTION_ID, echo)
     a = register_worker(server.engine, InitOptions(worker_name="bench-a"))
     request = {"function_id": FUNCTION_ID, "payload": payload}
-    try:
 
-        def call() -> Any:
-            return a.trigger_async(request)
+    def call() -> Any:
+        return a.trigger_async(request)
 
-        await wait_until_callable(call)
-        out: dict[str, Any] = {
-            "floor_await": await measure_sequential(lambda: echo(payload), calls, warmup),
-            "floor_task": await measure_sequential(lambda: loop.create_task(echo(payload)), calls, warmup),
-        }
-        out.update(await run_client_measurements(call, plan))
-        return out
-    finally:
-        await a.shutdown_async()
-        await b.shutdown_async()
-        await server.stop()
+    await wait_until_callable(call)
+    return server, a, b, call
+
+
+async def _inprocess_teardown(server: Any, a: Any, b: Any) -> None:
+    await a.shutdown_async()
+    await b.shutdown_async()
+    await server.stop()
 
 
 ROLES = ("engine", "worker-b", "worker-a", "inprocess")
@@ -190,88 +192,162 @@ def _python_argv(*args: str) -> list[str]:
     return [sys.executable, "-X", "faulthandler", *args]
 
 
-def _plan(args: argparse.Namespace, *, throughput: bool = True, sync: bool = False) -> dict[str, Any]:
-    return {
-        "function_id": FUNCTION_ID,
-        "payload": make_payload(args.payload_bytes),
-        "calls": args.calls,
-        "warmup": args.warmup,
-        "throughput_calls": args.throughput_calls if throughput else 0,
-        "inflight": args.inflight,
-        "sync_calls": args.calls if sync else 0,
-    }
+class Plan:
+    """Block sizes derived from the options."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.blocks = args.blocks
+        self.seq_per_block = math.ceil(args.calls / args.blocks)
+        self.tp_per_block = math.ceil(args.throughput_calls / args.blocks)
+        self.inproc_per_block = math.ceil(args.inprocess_calls / args.blocks)
+        self.block_warmup = max(10, self.seq_per_block // 10)
+        self.warmup = args.warmup
+        self.inflight = args.inflight
+        self.payload = make_payload(args.payload_bytes)
+
+    def client_plan(self, cpu_pids: dict[str, int] | None = None) -> str:
+        return json.dumps({"function_id": FUNCTION_ID, "payload": self.payload, "cpu_pids": cpu_pids or {}})
 
 
-def run_relay(args: argparse.Namespace, children: Children) -> dict[str, Any]:
-    port = free_port()
-    script = str(BENCH / "baseline_relay.py")
-    try:
-        relay = children.start("relay", _python_argv(script, "relay", "--port", str(port)))
-        relay.wait_event("ready", 30)
-        url = f"ws://127.0.0.1:{port}"
-        echo = children.start("relay-echo", _python_argv(script, "echo", "--url", url))
-        echo.wait_event("ready", 30)
-        plan = {**_plan(args), "cpu_pids": {"router": relay.proc.pid, "echo": echo.proc.pid}}
-        client = children.start(
-            "relay-client", _python_argv(script, "client", "--url", url, "--plan", json.dumps(plan))
-        )
-        return client.wait_event("result")
-    finally:
-        children.stop_all()
-
-
-def run_pyiii_remote(args: argparse.Namespace, children: Children, with_sdk025: bool) -> dict[str, Any]:
-    port = free_port()
+def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: Path) -> dict[str, Child]:
+    """Start every process of the remote variants; returns the clients by variant."""
     me = str(Path(__file__).resolve())
-    with tempfile.TemporaryDirectory(prefix="pyiii-bench-") as tmp:
-        config = Path(tmp) / "config.yaml"
-        # Only the worker listener is configured; the always-on modules (engine functions,
-        # observability) load as they do in production.
-        config.write_text(
-            "workers:\n  - name: iii-worker-manager\n"
-            f"    config:\n      host: 127.0.0.1\n      port: {port}\n"
+    relay_script = str(BENCH / "baseline_relay.py")
+    # baseline: relay, echo, client
+    relay_port = free_port()
+    relay = children.start("relay", _python_argv(relay_script, "relay", "--port", str(relay_port)))
+    relay.wait_event("ready", 30)
+    relay_url = f"ws://127.0.0.1:{relay_port}"
+    echo_proc = children.start("relay-echo", _python_argv(relay_script, "echo", "--url", relay_url))
+    echo_proc.wait_event("ready", 30)
+    clients = {
+        RELAY: children.start(
+            "relay-client",
+            _python_argv(
+                relay_script,
+                "client",
+                "--url",
+                relay_url,
+                "--plan",
+                plan.client_plan({"router": relay.pid, "echo": echo_proc.pid}),
+            ),
         )
+    }
+    # pyiii: engine (as `pyiii -c CONFIG` runs it), worker B, worker A
+    port = free_port()
+    config = tmp / "config.yaml"
+    # Only the worker listener is configured; the always-on modules (engine functions, observability)
+    # load as they do in production.
+    config.write_text(
+        f"workers:\n  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n      port: {port}\n"
+    )
+    engine = children.start("engine", _python_argv(me, "--role", "engine", "--config", str(config)))
+    wait_port(port, 30, lambda: engine.alive)
+    url = f"ws://127.0.0.1:{port}"
+    worker_b = children.start("worker-b", _python_argv(me, "--role", "worker-b", "--url", url))
+    worker_b.wait_event("ready", 30)
+    cpu_pids = {"router": engine.pid, "echo": worker_b.pid}
+    clients[PYIII] = children.start(
+        "worker-a", _python_argv(me, "--role", "worker-a", "--url", url, "--plan", plan.client_plan(cpu_pids))
+    )
+    if not args.no_sdk025 and SDK025_PYTHON.exists():
+        clients[SDK025] = children.start(
+            "sdk025-client",
+            [
+                str(SDK025_PYTHON),
+                str(BENCH / "_sdk025_client.py"),
+                "--url",
+                url,
+                "--plan",
+                plan.client_plan(cpu_pids),
+            ],
+        )
+    for client in clients.values():
+        client.wait_event("ready", 60)
+    return clients
+
+
+def run_remote(args: argparse.Namespace, plan: Plan, children: Children) -> dict[str, dict[str, list[Any]]]:
+    """Interleaved blocks of every remote variant: {variant: {"sequential": [...], "throughput": [...]}}."""
+    with tempfile.TemporaryDirectory(prefix="pyiii-bench-") as tmp:
         try:
-            engine = children.start("engine", _python_argv(me, "--role", "engine", "--config", str(config)))
-            wait_port(port, 30, lambda: engine.alive)
-            url = f"ws://127.0.0.1:{port}"
-            b = children.start("worker-b", _python_argv(me, "--role", "worker-b", "--url", url))
-            b.wait_event("ready", 30)
-            cpu_pids = {"router": engine.proc.pid, "echo": b.proc.pid}
-            plan = {**_plan(args, sync=args.sync_trigger), "cpu_pids": cpu_pids}
-            a = children.start(
-                "worker-a", _python_argv(me, "--role", "worker-a", "--url", url, "--plan", json.dumps(plan))
-            )
-            out = {"pyiii": a.wait_event("result")}
-            a.stop()
-            if with_sdk025:
-                sdk = children.start(
-                    "sdk025-client",
-                    [
-                        str(SDK025_PYTHON),
-                        str(BENCH / "_sdk025_client.py"),
-                        "--url",
-                        url,
-                        "--plan",
-                        json.dumps({**_plan(args), "cpu_pids": cpu_pids}),
-                    ],
-                )
-                out["sdk025"] = sdk.wait_event("result")
+            clients = start_remote(args, plan, children, Path(tmp))
+            variants = list(clients)
+            if args.sync_trigger:
+                variants.insert(2, PYIII_SYNC)
+            out: dict[str, dict[str, list[Any]]] = {v: {"sequential": [], "throughput": []} for v in variants}
+
+            def client_of(variant: str) -> tuple[Child, str]:
+                return (clients[PYIII], "sync") if variant == PYIII_SYNC else (clients[variant], "call")
+
+            for variant in variants:  # first warm-up: connections, caches, the engine's code paths
+                child, target = client_of(variant)
+                child.command(kind="sequential", target=target, calls=0, warmup=plan.warmup)
+                if variant != PYIII_SYNC:
+                    child.command(kind="throughput", calls=0, warmup=plan.warmup, inflight=plan.inflight)
+            for block in range(plan.blocks):
+                order = variants if block % 2 == 0 else variants[::-1]
+                _progress(args, f"remote block {block + 1}/{plan.blocks}")
+                for variant in order:
+                    child, target = client_of(variant)
+                    out[variant]["sequential"].append(
+                        child.command(
+                            kind="sequential",
+                            target=target,
+                            calls=plan.seq_per_block,
+                            warmup=plan.block_warmup,
+                        )
+                    )
+                for variant in order:
+                    if variant == PYIII_SYNC:
+                        continue
+                    child, target = client_of(variant)
+                    out[variant]["throughput"].append(
+                        child.command(
+                            kind="throughput",
+                            calls=plan.tp_per_block,
+                            warmup=plan.block_warmup,
+                            inflight=plan.inflight,
+                        )
+                    )
             return out
         finally:
             children.stop_all()
 
 
-def run_inprocess(args: argparse.Namespace, children: Children) -> dict[str, Any]:
+def run_inprocess(
+    args: argparse.Namespace, plan: Plan, children: Children
+) -> dict[str, dict[str, list[Any]]]:
     me = str(Path(__file__).resolve())
-    plan = _plan(args)
-    plan["calls"] = args.inprocess_calls
-    plan["throughput_calls"] = args.inprocess_calls
+    targets = ("floor_await", "floor_task", "call")
+    out: dict[str, dict[str, list[Any]]] = {t: {"sequential": [], "throughput": []} for t in targets}
     try:
         child = children.start(
-            "inprocess", _python_argv(me, "--role", "inprocess", "--plan", json.dumps(plan))
+            "inprocess", _python_argv(me, "--role", "inprocess", "--plan", plan.client_plan())
         )
-        return child.wait_event("result")
+        child.wait_event("ready", 60)
+        for target in targets:
+            child.command(kind="sequential", target=target, calls=0, warmup=plan.warmup)
+        for block in range(plan.blocks):
+            _progress(args, f"in-process block {block + 1}/{plan.blocks}")
+            for target in targets:
+                out[target]["sequential"].append(
+                    child.command(
+                        kind="sequential",
+                        target=target,
+                        calls=plan.inproc_per_block,
+                        warmup=plan.block_warmup,
+                    )
+                )
+            out["call"]["throughput"].append(
+                child.command(
+                    kind="throughput",
+                    calls=plan.inproc_per_block,
+                    warmup=plan.block_warmup,
+                    inflight=plan.inflight,
+                )
+            )
+        return out
     finally:
         children.stop_all()
 
@@ -279,61 +355,54 @@ def run_inprocess(args: argparse.Namespace, children: Children) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------- summary
 
 
-def _median_of(rounds: list[dict[str, Any]], *path: str) -> float:
-    values = []
-    for r in rounds:
-        node: Any = r
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int | float):
-            values.append(float(node))
-    return statistics.median(values) if values else float("nan")
+def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled statistics of one variant's blocks (sequential: latency; throughput: rate)."""
+    if not blocks:
+        return {}
+    calls = sum(b["calls"] for b in blocks)
+    cpu: dict[str, float] = {}
+    for name in ("client", "router", "echo"):
+        spent = [b["cpu_ns"][name] for b in blocks if name in b.get("cpu_ns", {})]
+        if len(spent) == len(blocks):
+            cpu[name] = sum(spent) / calls / 1000
+    out: dict[str, Any] = {"cpu_us_per_call": cpu}
+    if "samples_ns" in blocks[0]:
+        out.update(latency_stats_us([s for b in blocks for s in b["samples_ns"]]))
+        out["block_medians_us"] = [latency_stats_us(b["samples_ns"])["median_us"] for b in blocks]
+    else:
+        out["calls_per_s"] = calls / sum(b["seconds"] for b in blocks)
+        out["block_rates"] = [b["calls"] / b["seconds"] for b in blocks]
+    return out
 
 
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    def lat(*path: str) -> dict[str, float]:
-        return {k: _median_of(rounds, *path, k) for k in ("median_us", "p90_us", "p99_us")}
+def _paired(ours: list[float], base: list[float], higher_is_better: bool) -> dict[str, float]:
+    """Spread of the per-block ratios (each block pair ran back to back)."""
+    ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
+    if not ratios:
+        return {}
+    return {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
 
-    summary: dict[str, Any] = {
-        "relay": {
-            **lat("relay", "sequential"),
-            "calls_per_s": _median_of(rounds, "relay", "throughput", "calls_per_s"),
-        },
-        "pyiii": {
-            **lat("remote", "pyiii", "sequential"),
-            "calls_per_s": _median_of(rounds, "remote", "pyiii", "throughput", "calls_per_s"),
-        },
-        "inprocess": {
-            **lat("inprocess", "sequential"),
-            "calls_per_s": _median_of(rounds, "inprocess", "throughput", "calls_per_s"),
-        },
-        "floor_await": lat("inprocess", "floor_await"),
-        "floor_task": lat("inprocess", "floor_task"),
-    }
-    if any("sync_trigger" in r.get("remote", {}).get("pyiii", {}) for r in rounds):
-        summary["pyiii_sync"] = lat("remote", "pyiii", "sync_trigger")
-    if any("sdk025" in r.get("remote", {}) for r in rounds):
-        summary["sdk025"] = {
-            **lat("remote", "sdk025", "sequential"),
-            "calls_per_s": _median_of(rounds, "remote", "sdk025", "throughput", "calls_per_s"),
+
+def summarize(remote: dict[str, Any], inproc: dict[str, Any], inflight: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {"remote": {}, "inprocess": {}}
+    for variant, phases in remote.items():
+        seq, tp = _pool(phases["sequential"]), _pool(phases["throughput"])
+        summary["remote"][variant] = {"sequential": seq, "throughput": tp}
+    for target, phases in inproc.items():
+        summary["inprocess"][target] = {
+            "sequential": _pool(phases["sequential"]),
+            "throughput": _pool(phases["throughput"]),
         }
-    for key, path in (
-        ("relay", ("relay",)),
-        ("pyiii", ("remote", "pyiii")),
-        ("sdk025", ("remote", "sdk025")),
-    ):
-        if key in summary:
-            summary[key]["cpu_us_per_call"] = {
-                phase: {
-                    proc: _median_of(rounds, *path, phase, "cpu_us_per_call", proc)
-                    for proc in ("client", "router", "echo")
-                }
-                for phase in ("sequential", "throughput")
-            }
-    relay, ours = summary["relay"], summary["pyiii"]
-    median_ratio = ours["median_us"] / relay["median_us"]
-    tp_ratio = ours["calls_per_s"] / relay["calls_per_s"]
-    inproc = summary["inprocess"]["median_us"]
+    base, ours = summary["remote"][RELAY], summary["remote"][PYIII]
+    median_ratio = ours["sequential"]["median_us"] / base["sequential"]["median_us"]
+    tp_ratio = ours["throughput"]["calls_per_s"] / base["throughput"]["calls_per_s"]
+    summary["block_ratios"] = {
+        "median": _paired(
+            ours["sequential"]["block_medians_us"], base["sequential"]["block_medians_us"], False
+        ),
+        "throughput": _paired(ours["throughput"]["block_rates"], base["throughput"]["block_rates"], True),
+    }
+    inproc_median = summary["inprocess"]["call"]["sequential"]["median_us"]
     summary["targets"] = [
         {
             "name": f"remote median round trip <= {TARGET_MEDIAN_RATIO}x relay",
@@ -342,86 +411,92 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "pass": median_ratio <= TARGET_MEDIAN_RATIO,
         },
         {
-            "name": f"remote throughput ({rounds[0]['inflight']} in flight) "
-            f">= {TARGET_THROUGHPUT_RATIO}x relay",
+            "name": f"remote throughput ({inflight} in flight) >= {TARGET_THROUGHPUT_RATIO}x relay",
             "value": tp_ratio,
             "unit": "x",
             "pass": tp_ratio >= TARGET_THROUGHPUT_RATIO,
         },
         {
             "name": f"in-process median <= {TARGET_INPROCESS_MEDIAN_US:g} us",
-            "value": inproc,
+            "value": inproc_median,
             "unit": "us",
-            "pass": inproc <= TARGET_INPROCESS_MEDIAN_US,
+            "pass": inproc_median <= TARGET_INPROCESS_MEDIAN_US,
         },
     ]
     return summary
 
 
+def _num(value: float | None, width: int = 10, digits: int = 1) -> str:
+    return (
+        f"{value:>{width}.{digits}f}"
+        if isinstance(value, int | float) and value == value
+        else f"{'-':>{width}}"
+    )
+
+
 def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    relay = summary["relay"]
+    remote = summary["remote"]
+    base = remote[RELAY]
     lines = [
         f"pyiii invoke benchmark  {meta['date']}  nproc={meta['nproc']}  python {meta['python']}  "
         f"uvloop {meta['uvloop']}  aiohttp {meta['aiohttp']}  msgspec {meta['msgspec']}",
-        f"calls={meta['calls']} (+{meta['warmup']} warmup)  throughput calls={meta['throughput_calls']} "
-        f"with {meta['inflight']} in flight  rounds={meta['rounds']} (median over rounds)  "
-        f"payload={meta['payload_bytes']} B",
+        f"sequential: {meta['calls']} calls per variant, throughput: {meta['throughput_calls']} calls with "
+        f"{meta['inflight']} in flight; {meta['blocks']} interleaved blocks; "
+        f"payload {meta['payload_bytes']} B",
         "",
-        f"{'remote (3 processes)':<44}{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}"
+        f"{'remote (3 processes)':<48}{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}"
         f"{'× median':>10}{'× calls/s':>10}",
     ]
-
-    def row(label: str, s: dict[str, float], ratios: bool = True) -> str:
-        tp = s.get("calls_per_s", float("nan"))
-        line = f"{label:<44}{s['median_us']:>10.1f}{s['p90_us']:>10.1f}{s['p99_us']:>10.1f}"
-        line += f"{tp:>10.0f}" if tp == tp else f"{'-':>10}"
-        if ratios:
-            line += f"{s['median_us'] / relay['median_us']:>9.2f}×"
-            line += f"{tp / relay['calls_per_s']:>9.2f}×" if tp == tp else f"{'-':>10}"
-        return line
-
-    lines.append(row("baseline: aiohttp relay (client/relay/echo)", relay))
-    lines.append(row("pyiii SDK -> pyiii engine -> pyiii SDK", summary["pyiii"]))
-    if "pyiii_sync" in summary:
-        lines.append(row("  same, blocking trigger() from main thread", summary["pyiii_sync"]))
-    if "sdk025" in summary:
-        lines.append(row("iii-sdk 0.25 -> pyiii engine -> pyiii SDK", summary["sdk025"]))
-    lines += [
-        "",
-        f"{'CPU µs per call (all threads)':<44}{'client':>10}{'router':>10}{'echo':>10}{'total':>10}",
-    ]
-    for label, key in (
-        ("relay", "relay"),
-        ("pyiii", "pyiii"),
-        ("iii-sdk 0.25 client", "sdk025"),
-    ):
-        for phase in ("sequential", "throughput"):
-            cpu = summary.get(key, {}).get("cpu_us_per_call", {}).get(phase)
-            if not cpu or all(v != v for v in cpu.values()):
-                continue
-            total = sum(v for v in cpu.values() if v == v)
-            lines.append(
-                f"{label + ', ' + phase:<44}"
-                + "".join(f"{cpu[p]:>10.1f}" for p in ("client", "router", "echo"))
-                + f"{total:>10.1f}"
-            )
-    floor = summary["floor_await"]["median_us"]
-    lines += [
-        "",
-        f"{'in-process (one loop)':<44}{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}"
-        f"{'× await':>10}",
-    ]
-    for label, key in (
-        ("floor: await coroutine", "floor_await"),
-        ("floor: await create_task(coroutine)", "floor_task"),
-        ("pyiii A -> engine -> B (register_worker(engine))", "inprocess"),
-    ):
-        s = summary[key]
-        tp = s.get("calls_per_s", float("nan"))
+    for variant in (RELAY, PYIII, PYIII_SYNC, SDK025):
+        if variant not in remote:
+            continue
+        seq, tp = remote[variant]["sequential"], remote[variant]["throughput"]
+        rate = tp.get("calls_per_s")
+        line = f"{LABELS[variant]:<48}{_num(seq['median_us'])}{_num(seq['p90_us'])}{_num(seq['p99_us'])}"
+        line += _num(rate, digits=0)
+        line += f"{seq['median_us'] / base['sequential']['median_us']:>9.2f}×"
+        line += f"{rate / base['throughput']['calls_per_s']:>9.2f}×" if rate else f"{'-':>10}"
+        lines.append(line)
+    spread = summary["block_ratios"]
+    if spread["median"] and spread["throughput"]:
         lines.append(
-            f"{label:<44}{s['median_us']:>10.2f}{s['p90_us']:>10.2f}{s['p99_us']:>10.2f}"
-            + (f"{tp:>10.0f}" if tp == tp else f"{'-':>10}")
-            + f"{s['median_us'] / floor:>9.1f}×"
+            f"{'  per-block ratio pyiii/relay, min..max':<48}"
+            f"{'':>40}{spread['median']['min']:>5.2f}..{spread['median']['max']:.2f}"
+            f"{spread['throughput']['min']:>5.2f}..{spread['throughput']['max']:.2f}"
+        )
+    lines += [
+        "",
+        f"{'CPU µs per call, all threads of each process':<48}"
+        f"{'client':>10}{'router':>10}{'echo':>10}{'total':>10}",
+    ]
+    for variant in (RELAY, PYIII, SDK025):
+        for phase in ("sequential", "throughput"):
+            cpu = remote.get(variant, {}).get(phase, {}).get("cpu_us_per_call")
+            if not cpu:
+                continue
+            label = f"{variant}, {phase}"
+            lines.append(
+                f"  {label:<46}"
+                + "".join(_num(cpu.get(p)) for p in ("client", "router", "echo"))
+                + _num(sum(cpu.values()))
+            )
+    inproc = summary["inprocess"]
+    floor = inproc["floor_await"]["sequential"]["median_us"]
+    lines += [
+        "",
+        f"{'in-process (one loop, one process)':<48}"
+        f"{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}{'× await':>10}",
+    ]
+    for target, label in (
+        ("floor_await", "floor_await"),
+        ("floor_task", "floor_task"),
+        ("call", "inprocess"),
+    ):
+        seq, tp = inproc[target]["sequential"], inproc[target]["throughput"]
+        lines.append(
+            f"{LABELS[label]:<48}{_num(seq['median_us'], digits=2)}{_num(seq['p90_us'], digits=2)}"
+            f"{_num(seq['p99_us'], digits=2)}{_num(tp.get('calls_per_s'), digits=0)}"
+            f"{seq['median_us'] / floor:>9.1f}×"
         )
     lines += ["", "targets:"]
     for t in summary["targets"]:
@@ -442,50 +517,48 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def orchestrate(args: argparse.Namespace) -> int:
-    import datetime
+def _strip_samples(phases: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
+    """Blocks for --json without the raw samples (their pooled statistics are in the summary)."""
+    return {
+        variant: {
+            phase: [{k: v for k, v in b.items() if k != "samples_ns"} for b in blocks]
+            for phase, blocks in by_phase.items()
+        }
+        for variant, by_phase in phases.items()
+    }
 
+
+def orchestrate(args: argparse.Namespace) -> int:
     install_signal_exit()
-    with_sdk025 = not args.no_sdk025 and SDK025_PYTHON.exists()
-    if not args.no_sdk025 and not with_sdk025:
+    if not args.no_sdk025 and not SDK025_PYTHON.exists():
         print(
-            f"note: {SDK025_PYTHON} missing (run scripts/setup-compat); official SDK row skipped",
-            file=sys.stderr,
+            f"note: {SDK025_PYTHON} missing (run scripts/setup-compat): no official-SDK row", file=sys.stderr
         )
+    plan = Plan(args)
     children = Children()
-    rounds: list[dict[str, Any]] = []
     try:
-        for i in range(args.rounds):
-            r: dict[str, Any] = {"inflight": args.inflight}
-            # Alternate the order so neither side always runs on a warmer (or busier) machine.
-            order = ("relay", "remote") if i % 2 == 0 else ("remote", "relay")
-            for what in order:
-                _progress(args, f"round {i + 1}/{args.rounds}: {what}")
-                if what == "relay":
-                    r["relay"] = run_relay(args, children)
-                else:
-                    r["remote"] = run_pyiii_remote(args, children, with_sdk025 and i == 0)
-            _progress(args, f"round {i + 1}/{args.rounds}: in-process")
-            r["inprocess"] = run_inprocess(args, children)
-            rounds.append(r)
+        remote = run_remote(args, plan, children)
+        inproc = run_inprocess(args, plan, children)
     finally:
         children.stop_all()
-    summary = summarize(rounds)
+    summary = summarize(remote, inproc, args.inflight)
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         **_versions(),
-        "calls": args.calls,
+        "calls": plan.seq_per_block * plan.blocks,
+        "throughput_calls": plan.tp_per_block * plan.blocks,
+        "inprocess_calls": plan.inproc_per_block * plan.blocks,
         "warmup": args.warmup,
-        "throughput_calls": args.throughput_calls,
         "inflight": args.inflight,
-        "rounds": args.rounds,
-        "payload_bytes": len(json.dumps(make_payload(args.payload_bytes), separators=(",", ":"))),
+        "blocks": args.blocks,
+        "payload_bytes": len(json.dumps(plan.payload, separators=(",", ":"))),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     if args.json:
-        print(json.dumps({"meta": meta, "summary": summary, "rounds": rounds}, indent=2))
+        blocks = {"remote": _strip_samples(remote), "inprocess": _strip_samples(inproc)}
+        print(json.dumps({"meta": meta, "summary": summary, "blocks": blocks}, indent=2))
     else:
         print(render(summary, meta))
     missed = [t for t in summary["targets"] if not t["pass"]]
@@ -493,7 +566,7 @@ def orchestrate(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace, text: str) -> None:
-    if not args.json or args.verbose:
+    if args.verbose:
         print(f"... {text}", file=sys.stderr, flush=True)
 
 
@@ -501,27 +574,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--calls", type=int, default=5000, help="timed sequential calls per variant (5000)")
     p.add_argument(
-        "--calls", type=int, default=5000, help="sequential timed calls per variant (default 5000)"
+        "--throughput-calls", type=int, default=None, help="calls of the throughput runs (4x calls)"
     )
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default calls/10, >= 100)")
+    p.add_argument("--inflight", type=int, default=64, help="concurrent calls of the throughput runs (64)")
+    p.add_argument("--inprocess-calls", type=int, default=None, help="in-process timed calls (4x calls)")
+    p.add_argument("--blocks", type=int, default=10, help="interleaved blocks the calls are split into (10)")
     p.add_argument(
-        "--throughput-calls", type=int, default=None, help="calls of the 64-in-flight run (default 4x calls)"
+        "--warmup", type=int, default=None, help="untimed calls per variant first (calls/5, >= 200)"
     )
-    p.add_argument(
-        "--inflight", type=int, default=64, help="concurrent calls of the throughput run (default 64)"
-    )
-    p.add_argument(
-        "--inprocess-calls", type=int, default=None, help="in-process timed calls (default 4x calls)"
-    )
-    p.add_argument("--rounds", type=int, default=3, help="alternating baseline/pyiii rounds (default 3)")
-    p.add_argument("--payload-bytes", type=int, default=64, help="length of the payload's text field")
-    p.add_argument("--quick", action="store_true", help="small N, one round: the CI smoke run (< 30 s)")
+    p.add_argument("--payload-bytes", type=int, default=64, help="length of the payload's text field (64)")
+    p.add_argument("--quick", action="store_true", help="CI smoke: 1000 calls in 4 blocks (< 30 s)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the table")
     p.add_argument("--no-sdk025", action="store_true", help="skip the official-SDK row")
     p.add_argument("--sync-trigger", action="store_true", help="also time blocking trigger() from a thread")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--verbose", action="store_true", help="progress on stderr even with --json")
+    p.add_argument("--verbose", action="store_true", help="progress on stderr")
     # internal: the process roles
     p.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -530,14 +599,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.calls = min(args.calls, 1000)
-        args.rounds = 1
+        args.blocks = min(args.blocks, 4)
     if args.warmup is None:
-        args.warmup = max(100, args.calls // 10)
+        args.warmup = max(200, args.calls // 5)
     if args.throughput_calls is None:
         args.throughput_calls = 4 * args.calls
     if args.inprocess_calls is None:
         args.inprocess_calls = 4 * args.calls
-    for name in ("calls", "inflight", "rounds", "throughput_calls", "inprocess_calls"):
+    for name in ("calls", "inflight", "blocks", "throughput_calls", "inprocess_calls"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
