@@ -50,6 +50,21 @@ def _contains(haystack: str | None, needle: str) -> bool:
     return haystack is not None and needle.lower() in haystack.lower()
 
 
+#: Input fields of ``engine::workers::register`` and their types (§7.1).
+_REGISTER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "description": str,
+    "runtime": str,
+    "version": str,
+    "os": str,
+    "pid": int,
+    "isolation": str,
+    "namespace": str,
+    "telemetry": dict,
+    "features": list,
+}
+
+
 class EventProvider:
     """Provider of ``engine::workers-available`` / ``engine::functions-available``: bindings take ``{}``."""
 
@@ -124,14 +139,11 @@ class EngineFunctionsModule(Module):
     async def workers_register(self, data: Any, ctx: CallContext) -> Any:
         assert self.engine is not None
         fid = "engine::workers::register"
-        if data is not None and not isinstance(data, dict):
-            raise deserialization_error(fid, "expected an object")
+        args = _args(fid, data, _REGISTER_FIELDS)  # §7: a wrongly typed field is a deserialization_error
         data = data or {}
-        ns = data.get("namespace")
-        if isinstance(ns, str) and not ns.strip():
+        ns = args.get("namespace")
+        if ns is not None and not ns.strip():
             raise InvocationError(codes.INVALID_NAMESPACE, "namespace must not be blank", fid)
-        if ns is not None and not isinstance(ns, str):
-            raise deserialization_error(fid, "invalid type for field `namespace`")
         if ctx.caller is None:
             raise InvocationError(
                 codes.INVOCATION_ERROR, "engine::workers::register needs a calling worker", fid
