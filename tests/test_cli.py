@@ -1,23 +1,19 @@
-"""Tests of pyiii.cli: config-cli-modules.md §3 (the `pyiii` command and `pyiii trigger`)."""
+"""Tests of pyiii.cli in-process: config-cli-modules.md §3 (argument parsing, payloads, addresses).
+
+The command as a user runs it, as subprocesses against a real engine, is in `test_cli_e2e.py`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import socket
-import subprocess
 import sys
-import threading
 import time
 import types
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,18 +23,6 @@ from pyiii.config import Settings
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def run_module(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """`python -m pyiii.cli ARGS` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "pyiii.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def free_port() -> int:
@@ -81,12 +65,6 @@ def test_version_prints_bare_version(flag: str, capsys: pytest.CaptureFixture[st
     assert (captured.out, captured.err) == (f"{__version__}\n", "")
 
 
-def test_version_via_python_m() -> None:
-    """`python -m pyiii.cli --version` works as the console script does."""
-    result = run_module("--version")
-    assert (result.returncode, result.stdout) == (0, f"{__version__}\n")
-
-
 @pytest.mark.parametrize("argv", [["-h"], ["--help"], ["trigger", "-h"]])
 def test_help_exits_zero(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """-h/--help prints usage and exits 0, for serve and for trigger."""
@@ -99,13 +77,6 @@ def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--bogus"]) == 2
     err = capsys.readouterr().err
     assert "usage: pyiii" in err and "--bogus" in err
-
-
-def test_unknown_option_exits_2_in_subprocess() -> None:
-    """Checklist 16: the real process exits 2 on an unknown option."""
-    result = run_module("--bogus")
-    assert result.returncode == 2
-    assert result.stdout == ""
 
 
 def test_option_abbreviations_are_not_accepted(capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,15 +272,6 @@ def test_serve_missing_config_exits_1(tmp_path: Path, fake_serve: list[Settings]
     assert fake_serve == []
 
 
-def test_serve_missing_config_in_subprocess(tmp_path: Path) -> None:
-    """The real process prints one `pyiii: config error:` line and exits 1 for a missing file."""
-    result = run_module("-c", "missing.yaml", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("pyiii: config error: missing.yaml: cannot read the file")
-    assert result.stderr.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_serve_passes_settings_and_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
 ) -> None:
@@ -383,188 +345,3 @@ def test_trigger_uses_iii_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     monkeypatch.setenv("III_URL", f"ws://127.0.0.1:{port}")
     assert main(["trigger", "fn", "--timeout-ms", "2000"]) == 1
     assert f"ws://127.0.0.1:{port}" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------------------------------
-# pyiii trigger against a fake engine, through the pyiii SDK (collected when the SDK exists)
-
-
-def require_sdk() -> None:
-    pytest.importorskip("pyiii.sdk")
-    import pyiii
-
-    if not hasattr(pyiii, "register_worker"):
-        pytest.skip("the pyiii SDK (register_worker) is not available yet")
-
-
-class FakeEngine:
-    """Just enough of the worker protocol: `workerregistered`, then canned `invocationresult`s.
-
-    test::echo returns its data, test::null returns null, test::fail returns an error, test::slow
-    never answers. Every frame and the upgrade headers are recorded.
-    """
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def calls(self, function_id: str) -> list[dict[str, Any]]:
-        return [
-            f
-            for f in self.frames
-            if f.get("type") == "invokefunction" and f.get("function_id") == function_id
-        ]
-
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        self.headers.append(dict(request.headers))
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_json(
-            {"type": "workerregistered", "worker_id": str(uuid.uuid4()), "reattach_token": str(uuid.uuid4())}
-        )
-        async for message in ws:
-            if message.type != WSMsgType.TEXT:
-                continue
-            frame = json.loads(message.data)
-            self.frames.append(frame)
-            reply = self.answer(frame)
-            if reply is not None:
-                await ws.send_json(reply)
-        return ws
-
-    @staticmethod
-    def answer(frame: dict[str, Any]) -> dict[str, Any] | None:
-        if frame.get("type") != "invokefunction" or not frame.get("invocation_id"):
-            return None
-        function_id = frame["function_id"]
-        reply: dict[str, Any] = {
-            "type": "invocationresult",
-            "invocation_id": frame["invocation_id"],
-            "function_id": function_id,
-        }
-        if function_id == "test::echo":
-            reply["result"] = frame.get("data")
-        elif function_id == "test::null":
-            reply["result"] = None
-        elif function_id == "test::fail":
-            reply["error"] = {"code": "boom", "message": "it broke", "stacktrace": "line 1"}
-        else:
-            return None  # test::slow and anything else: no answer
-        return reply
-
-
-@pytest.fixture
-def fake_engine(clean_env: None) -> Iterator[FakeEngine]:
-    require_sdk()
-    engine = FakeEngine()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        app = web.Application()
-        app.router.add_get("/", engine.handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        engine.port = runner.addresses[0][1]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="fake-engine", daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield engine
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-
-
-def test_trigger_prints_result_as_indented_json(
-    fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Checklists 18-19: `pyiii trigger fn a=10 b=hi` sends {"a":10,"b":"hi"} and prints the result."""
-    code = main(["trigger", "test::echo", "a=10", "b=hi", "--url", fake_engine.url, "--timeout-ms", "10000"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert captured.out == json.dumps({"a": 10, "b": "hi"}, indent=2) + "\n"
-    (call,) = fake_engine.calls("test::echo")
-    assert call["data"] == {"a": 10, "b": "hi"}
-    assert call.get("namespace", "default") == "default"
-
-
-def test_trigger_json_overridden_by_pairs(
-    fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Checklist 18: `--json '{"a":1}' a=2` sends {"a":2}."""
-    args = ["trigger", "test::echo", "--json", '{"a":1}', "a=2", "--port", str(fake_engine.port)]
-    assert main(args) == 0
-    (call,) = fake_engine.calls("test::echo")
-    assert call["data"] == {"a": 2}
-
-
-def test_trigger_null_result_prints_nothing(
-    fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A null result prints nothing and exits 0."""
-    assert main(["trigger", "test::null", "--url", fake_engine.url]) == 0
-    assert capsys.readouterr().out == ""
-
-
-def test_trigger_function_error(fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:
-    """Checklist 19: a function error prints `Error: {…}` (indented) on stderr and exits 1."""
-    assert main(["trigger", "test::fail", "--url", fake_engine.url]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    body = {"code": "boom", "message": "it broke", "stacktrace": "line 1"}
-    assert captured.err == "Error: " + json.dumps(body, indent=2) + "\n"
-
-
-def test_trigger_timeout(fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:
-    """No answer within --timeout-ms: one line on stderr, exit 1, within the timeout (plus slack)."""
-    started = time.monotonic()
-    assert main(["trigger", "test::slow", "--url", fake_engine.url, "--timeout-ms", "1500"]) == 1
-    assert time.monotonic() - started < 1.5 + 2.0
-    err = capsys.readouterr().err
-    assert err == f"Timed out waiting for the engine at {fake_engine.url} (no response within 1500 ms)\n"
-
-
-def test_trigger_namespace_and_worker_name(
-    fake_engine: FakeEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """-n sets the call's namespace; the CLI connects as worker `pyiii-cli:trigger`."""
-    assert main(["trigger", "test::echo", "-n", "orders", "--url", fake_engine.url]) == 0
-    (call,) = fake_engine.calls("test::echo")
-    assert call["namespace"] == "orders"
-    registrations = fake_engine.calls("engine::workers::register")
-    assert registrations and registrations[0]["data"]["name"] == "pyiii-cli:trigger"
-
-
-def test_trigger_sends_iii_token(
-    fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """$III_TOKEN is sent as `Authorization: Bearer <token>`."""
-    monkeypatch.setenv("III_TOKEN", "s3cret")
-    assert main(["trigger", "test::null", "--url", fake_engine.url]) == 0
-    assert fake_engine.headers[0].get("Authorization") == "Bearer s3cret"
-
-
-def test_trigger_console_script_end_to_end(fake_engine: FakeEngine) -> None:
-    """The real process prints the result and exits 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("III_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pyiii.cli", "trigger", "test::echo", "x=1", "--url", fake_engine.url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
-    assert (result.returncode, result.stdout) == (0, '{\n  "x": 1\n}\n'), result.stderr
