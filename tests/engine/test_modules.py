@@ -1,0 +1,170 @@
+"""The module seam (pyiii.engine.modules): a tiny built-in module registered through ModuleHost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pyiii import InitOptions, register_worker
+from pyiii.engine.core import Engine
+from pyiii.engine.invocations import CallContext
+from pyiii.engine.modules import Module, ModuleHost
+from pyiii.engine.registry import Binding
+from pyiii.errors import InvocationError
+from pyiii.modules.engine_functions import EngineFunctionsModule
+from pyiii.protocol.errors import TriggerRegistrationError
+
+
+class Ticker(Module):
+    """Provides `ticker::hello`, `ticker::ask` (which calls a worker function) and a `tick` trigger type."""
+
+    name = "iii-ticker"
+
+    def __init__(self) -> None:
+        self.bindings: dict[str, Binding] = {}
+        self.host: ModuleHost | None = None
+        self.stopped = False
+
+    async def start(self, host: ModuleHost) -> None:
+        self.host = host
+
+        async def hello(data: Any, ctx: CallContext) -> Any:
+            return {"hello": data["name"], "namespace": ctx.namespace, "meta": ctx.metadata}
+
+        async def ask(data: Any, ctx: CallContext) -> Any:
+            return await host.trigger(data["function_id"], data.get("payload"))
+
+        host.register_function("ticker::hello", hello, description="Say hello")
+        host.register_function("ticker::ask", ask)
+        host.register_trigger_type("tick", self, description="Fires on demand")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    # TriggerProvider
+    def register_trigger(self, binding: Binding) -> None:
+        if not isinstance(binding.config, dict) or "every" not in binding.config:
+            raise TriggerRegistrationError("tick triggers need `every`")
+        self.bindings[binding.id] = binding
+
+    def unregister_trigger(self, binding: Binding) -> None:
+        self.bindings.pop(binding.id, None)
+
+    def fire(self, payload: Any) -> None:
+        assert self.host is not None
+        for b in self.bindings.values():
+            self.host.engine.invoke_void(b.function_id, payload, namespace=b.namespace, metadata=b.metadata)
+
+
+@pytest.fixture
+async def seam() -> Any:
+    engine = Engine()
+    ticker = Ticker()
+    engine.add_module(EngineFunctionsModule())
+    engine.add_module(ticker)
+    await engine.start()
+    yield engine, ticker
+    await engine.stop()
+
+
+async def test_module_function_called_by_an_in_process_worker(seam: Any) -> None:
+    """A worker calls a module's function; the call runs in-process and returns its result."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    result = await iii.trigger_async({"function_id": "ticker::hello", "payload": {"name": "ada"}})
+    assert result == {"hello": "ada", "namespace": "default", "meta": None}
+    iii.shutdown()
+
+
+async def test_module_function_resolves_from_every_namespace(seam: Any) -> None:
+    """D20: a namespaced worker reaches a built-in module's function without naming `default`."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="ns-worker", namespace="orders"))
+    result = await iii.trigger_async({"function_id": "ticker::hello", "payload": {"name": "bo"}})
+    assert result["hello"] == "bo"
+    iii.shutdown()
+
+
+async def test_module_calls_a_worker_function(seam: Any) -> None:
+    """ModuleHost.trigger routes to a worker function like any engine-initiated call."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    iii.register_function("w::double", lambda data: data * 2)
+    assert await engine.invoke("ticker::ask", {"function_id": "w::double", "payload": 21}) == 42
+    iii.shutdown()
+
+
+async def test_module_function_id_is_reserved(seam: Any) -> None:
+    """A worker cannot take over a module's function id (§5.1 rule 4): the module keeps serving it."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="thief"))
+    iii.register_function("ticker::hello", lambda data: "stolen")
+    result = await iii.trigger_async({"function_id": "ticker::hello", "payload": {"name": "x"}})
+    assert result["hello"] == "x"
+    assert engine.functions.get("default", "ticker::hello").owners == [engine.module_peers["iii-ticker"]]
+    iii.shutdown()
+
+
+async def test_module_trigger_type_binds_validates_and_fires(seam: Any) -> None:
+    """A module trigger type validates configs synchronously and fires bound functions with metadata."""
+    engine, ticker = seam
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    got: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def on_tick(data: Any, metadata: Any = None) -> None:
+        await got.put((data, metadata))
+
+    iii.register_function("w::on_tick", on_tick)
+    bad = iii.register_trigger({"type": "tick", "function_id": "w::on_tick", "config": {}})
+    good = iii.register_trigger(
+        {"type": "tick", "function_id": "w::on_tick", "config": {"every": 1}, "metadata": {"m": 1}}
+    )
+    assert bad.id not in engine.triggers.bindings  # rejected config: the binding is dropped
+    assert set(ticker.bindings) == {good.id}
+    ticker.fire({"n": 1})
+    assert await asyncio.wait_for(got.get(), 5) == ({"n": 1}, {"m": 1})
+    good.unregister()
+    assert ticker.bindings == {}
+    iii.shutdown()
+
+
+async def test_module_listed_as_a_built_in_worker(seam: Any) -> None:
+    """engine::workers::list shows the module under its name with runtime engine and its function count."""
+    engine, _ = seam
+    listing = await engine.invoke("engine::workers::list", {})
+    row = next(w for w in listing["workers"] if w["id"] == "iii-ticker")
+    assert (row["runtime"], row["status"], row["isolation"], row["function_count"]) == (
+        "engine",
+        "available",
+        "in-process",
+        2,
+    )
+    types = await engine.invoke("engine::triggers::list", {})
+    assert {
+        "id": "tick",
+        "namespace": "default",
+        "worker_name": "iii-ticker",
+        "description": "Fires on demand",
+    } in (types["triggers"])
+
+
+async def test_module_errors_reach_the_caller_with_their_code(seam: Any) -> None:
+    """A module handler raising InvocationError answers the caller with that code."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    with pytest.raises(InvocationError) as info:
+        await iii.trigger_async({"function_id": "ticker::ask", "payload": {"function_id": "nope::x"}})
+    assert info.value.code == "function_not_found"
+    iii.shutdown()
+
+
+async def test_module_stopped_with_the_engine() -> None:
+    """Engine.stop stops every module."""
+    engine = Engine()
+    ticker = Ticker()
+    engine.add_module(ticker)
+    await engine.start()
+    await engine.stop()
+    assert ticker.stopped
