@@ -64,11 +64,12 @@ TARGET_MEDIAN_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.6
 TARGET_INPROCESS_MEDIAN_US = 10.0
 
-RELAY, PYIII, PYIII_SYNC, SDK025 = "relay", "pyiii", "pyiii_sync", "sdk025"
+RELAY, PYIII, PYIII_SYNC, PYIII_CMP, SDK025 = "relay", "pyiii", "pyiii_sync", "pyiii_cmp", "sdk025"
 LABELS = {
     RELAY: "baseline: aiohttp relay (client/relay/echo)",
     PYIII: "pyiii SDK -> pyiii engine -> pyiii SDK",
     PYIII_SYNC: "  same, blocking trigger() from main thread",
+    PYIII_CMP: "same, pyiii from --compare-src",
     SDK025: "iii-sdk 0.25 -> pyiii engine -> pyiii SDK",
     "floor_await": "floor: await coroutine",
     "floor_task": "floor: await create_task(coroutine)",
@@ -234,22 +235,19 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
         )
     }
     # pyiii: engine (as `pyiii -c CONFIG` runs it), worker B, worker A
-    port = free_port()
-    config = tmp / "config.yaml"
-    # Only the worker listener is configured; the always-on modules (engine functions, observability)
-    # load as they do in production.
-    config.write_text(
-        f"workers:\n  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n      port: {port}\n"
-    )
-    engine = children.start("engine", _python_argv(me, "--role", "engine", "--config", str(config)))
-    wait_port(port, 30, lambda: engine.alive)
-    url = f"ws://127.0.0.1:{port}"
-    worker_b = children.start("worker-b", _python_argv(me, "--role", "worker-b", "--url", url))
-    worker_b.wait_event("ready", 30)
-    cpu_pids = {"router": engine.pid, "echo": worker_b.pid}
+    url, cpu_pids = _start_pyiii(children, tmp, "", None)
     clients[PYIII] = children.start(
         "worker-a", _python_argv(me, "--role", "worker-a", "--url", url, "--plan", plan.client_plan(cpu_pids))
     )
+    if args.compare_src:
+        # The same three processes running another checkout of pyiii (before/after a change).
+        env = {"PYTHONPATH": str(Path(args.compare_src).resolve() / "src")}
+        url2, cpu_pids2 = _start_pyiii(children, tmp, "-cmp", env)
+        clients[PYIII_CMP] = children.start(
+            "worker-a-cmp",
+            _python_argv(me, "--role", "worker-a", "--url", url2, "--plan", plan.client_plan(cpu_pids2)),
+            env,
+        )
     if not args.no_sdk025 and SDK025_PYTHON.exists():
         clients[SDK025] = children.start(
             "sdk025-client",
@@ -265,6 +263,28 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
     for client in clients.values():
         client.wait_event("ready", 60)
     return clients
+
+
+def _start_pyiii(
+    children: Children, tmp: Path, suffix: str, env: dict[str, str] | None
+) -> tuple[str, dict[str, int]]:
+    """Engine and worker B; returns the engine URL and the pids whose CPU time worker A reports."""
+    me = str(Path(__file__).resolve())
+    port = free_port()
+    config = tmp / f"config{suffix}.yaml"
+    # Only the worker listener is configured; the always-on modules (engine functions, observability)
+    # load as they do in production.
+    config.write_text(
+        f"workers:\n  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n      port: {port}\n"
+    )
+    engine = children.start(
+        f"engine{suffix}", _python_argv(me, "--role", "engine", "--config", str(config)), env
+    )
+    wait_port(port, 30, lambda: engine.alive)
+    url = f"ws://127.0.0.1:{port}"
+    worker_b = children.start(f"worker-b{suffix}", _python_argv(me, "--role", "worker-b", "--url", url), env)
+    worker_b.wait_event("ready", 30)
+    return url, {"router": engine.pid, "echo": worker_b.pid}
 
 
 def run_remote(args: argparse.Namespace, plan: Plan, children: Children) -> dict[str, dict[str, list[Any]]]:
@@ -375,7 +395,7 @@ def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _paired(ours: list[float], base: list[float], higher_is_better: bool) -> dict[str, float]:
+def _paired(ours: list[float], base: list[float]) -> dict[str, float]:
     """Spread of the per-block ratios (each block pair ran back to back)."""
     ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
     if not ratios:
@@ -397,11 +417,21 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], inflight: int) -> 
     median_ratio = ours["sequential"]["median_us"] / base["sequential"]["median_us"]
     tp_ratio = ours["throughput"]["calls_per_s"] / base["throughput"]["calls_per_s"]
     summary["block_ratios"] = {
-        "median": _paired(
-            ours["sequential"]["block_medians_us"], base["sequential"]["block_medians_us"], False
-        ),
-        "throughput": _paired(ours["throughput"]["block_rates"], base["throughput"]["block_rates"], True),
+        "median": _paired(ours["sequential"]["block_medians_us"], base["sequential"]["block_medians_us"]),
+        "throughput": _paired(ours["throughput"]["block_rates"], base["throughput"]["block_rates"]),
     }
+    cmp = summary["remote"].get(PYIII_CMP)
+    if cmp:
+        summary["compare"] = {
+            "median_ratio": ours["sequential"]["median_us"] / cmp["sequential"]["median_us"],
+            "throughput_ratio": ours["throughput"]["calls_per_s"] / cmp["throughput"]["calls_per_s"],
+            "block_ratios": {
+                "median": _paired(
+                    ours["sequential"]["block_medians_us"], cmp["sequential"]["block_medians_us"]
+                ),
+                "throughput": _paired(ours["throughput"]["block_rates"], cmp["throughput"]["block_rates"]),
+            },
+        }
     inproc_median = summary["inprocess"]["call"]["sequential"]["median_us"]
     summary["targets"] = [
         {
@@ -447,7 +477,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{'remote (3 processes)':<48}{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}"
         f"{'× median':>10}{'× calls/s':>10}",
     ]
-    for variant in (RELAY, PYIII, PYIII_SYNC, SDK025):
+    for variant in (RELAY, PYIII, PYIII_SYNC, PYIII_CMP, SDK025):
         if variant not in remote:
             continue
         seq, tp = remote[variant]["sequential"], remote[variant]["throughput"]
@@ -464,12 +494,20 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{'':>40}{spread['median']['min']:>5.2f}..{spread['median']['max']:.2f}"
             f"{spread['throughput']['min']:>5.2f}..{spread['throughput']['max']:.2f}"
         )
+    if "compare" in summary:
+        c = summary["compare"]
+        med, rate = c["block_ratios"]["median"], c["block_ratios"]["throughput"]
+        lines.append(
+            f"this tree / --compare-src: median {c['median_ratio']:.2f}× "
+            f"(blocks {med['min']:.2f}..{med['max']:.2f}), "
+            f"calls/s {c['throughput_ratio']:.2f}× (blocks {rate['min']:.2f}..{rate['max']:.2f})"
+        )
     lines += [
         "",
         f"{'CPU µs per call, all threads of each process':<48}"
         f"{'client':>10}{'router':>10}{'echo':>10}{'total':>10}",
     ]
-    for variant in (RELAY, PYIII, SDK025):
+    for variant in (RELAY, PYIII, PYIII_CMP, SDK025):
         for phase in ("sequential", "throughput"):
             cpu = remote.get(variant, {}).get(phase, {}).get("cpu_us_per_call")
             if not cpu:
@@ -589,6 +627,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the table")
     p.add_argument("--no-sdk025", action="store_true", help="skip the official-SDK row")
     p.add_argument("--sync-trigger", action="store_true", help="also time blocking trigger() from a thread")
+    p.add_argument(
+        "--compare-src",
+        metavar="DIR",
+        help="also run engine and workers from another pyiii checkout (DIR/src), interleaved",
+    )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
     # internal: the process roles
