@@ -69,6 +69,11 @@ BUILTIN_TYPE_IDS = frozenset(
     {"http", "cron", "state", "stream", "stream:join", "stream:leave", "subscribe", "log"}
 )
 
+#: Invocation deadlines (§4.5) share one loop timer per slot of this many seconds: a timer per call cost
+#: more than the rest of the routing, and cancelling a uvloop timer costs one more loop iteration.
+#: A call expires within one slot after its deadline, never before.
+DEADLINE_SLOT_S = 0.01
+
 ENQUEUE_DISABLED = (
     "Cannot enqueue to queue '{queue}': the queue module is not enabled. "
     'Add "- name: queue" to "workers:" in the config file.'
@@ -138,6 +143,9 @@ class Engine:
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = self.settings.invocation_timeout_ms / 1000
+        #: Deadline slot -> the invocations expiring in it (by target-leg id), and the slot's timer.
+        self._deadlines: dict[int, dict[str, Pending]] = {}
+        self._deadline_timers: dict[int, asyncio.TimerHandle] = {}
         self.started = False
         self._handlers: dict[type, Callable[[Peer, Any], Any]] = {
             InvokeFunctionIn: self._on_invoke,
@@ -210,6 +218,10 @@ class Engine:
             task.cancel()
         if self._functions_changed_handle is not None:
             self._functions_changed_handle.cancel()
+        for timer in self._deadline_timers.values():
+            timer.cancel()
+        self._deadline_timers.clear()
+        self._deadlines.clear()
         self.started = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
@@ -772,14 +784,13 @@ class Engine:
             out.traceparent = traceparent
         if baggage is not None:
             out.baggage = baggage
+        self._track_deadline(pending)  # before sending: an in-process target may answer within send()
         try:
             target.send(out)
         except FrameTooLarge as exc:
             self.pending.pop(tid, None)
             target.inflight.pop(tid, None)
             self._settle_error(pending, codes.PAYLOAD_TOO_LARGE, f"Invocation of {fid} not sent: {exc}")
-            return
-        pending.timer = self.loop.call_later(self._timeout_s, self._expire, tid)
 
     async def _run_builtin(
         self,
@@ -811,8 +822,9 @@ class Engine:
         if pending is None:
             log.debug("result for unknown or settled invocation %s dropped", msg.invocation_id)
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
+        entries = self._deadlines.get(pending.slot)
+        if entries is not None:
+            entries.pop(pending.id, None)
         pending.target.inflight.pop(pending.id, None)
         tp = _opt_str(msg.traceparent)
         bg = _opt_str(msg.baggage)
@@ -842,6 +854,21 @@ class Engine:
         if caller is not None and caller.live and pending.caller_invocation_id:
             self._reply(caller, pending.caller_invocation_id, pending.function_id, result, tp, bg)
 
+    def _track_deadline(self, pending: Pending) -> None:
+        loop = self.loop
+        slot = int((loop.time() + self._timeout_s) / DEADLINE_SLOT_S) + 1
+        entries = self._deadlines.get(slot)
+        if entries is None:
+            entries = self._deadlines[slot] = {}
+            self._deadline_timers[slot] = loop.call_at(slot * DEADLINE_SLOT_S, self._expire_slot, slot)
+        entries[pending.id] = pending
+        pending.slot = slot
+
+    def _expire_slot(self, slot: int) -> None:
+        self._deadline_timers.pop(slot, None)
+        for tid in self._deadlines.pop(slot, {}):
+            self._expire(tid)
+
     def _expire(self, tid: str) -> None:
         pending = self.pending.pop(tid, None)
         if pending is None:
@@ -853,8 +880,9 @@ class Engine:
         )
 
     def _settle_error(self, pending: Pending, code: str, message: str) -> None:
-        if pending.timer is not None:
-            pending.timer.cancel()
+        entries = self._deadlines.get(pending.slot)
+        if entries is not None:
+            entries.pop(pending.id, None)
         self._fail(
             pending.caller, pending.caller_invocation_id, pending.future, pending.function_id, code, message
         )

@@ -17,7 +17,7 @@ class Pending:
     discarded (§4.2).
     """
 
-    __slots__ = ("caller", "caller_invocation_id", "function_id", "future", "id", "target", "timer")
+    __slots__ = ("caller", "caller_invocation_id", "function_id", "future", "id", "slot", "target")
 
     def __init__(
         self,
@@ -34,7 +34,8 @@ class Pending:
         self.caller = caller
         self.caller_invocation_id = caller_invocation_id
         self.future = future
-        self.timer: asyncio.TimerHandle | None = None
+        #: The engine's deadline slot of this call (0 until it is sent).
+        self.slot = 0
 
 
 class CallContext:
