@@ -92,7 +92,15 @@ class EngineServer:
             expose=wm.rbac.expose_functions if wm.rbac else (),
         )
         app = worker_manager_app(self.engine, auth, make_channel_handler(self.channels))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.1)
+        # §2.1 rule 3: aiohttp's keep-alive timer starts with the connection and closes it while no
+        # request has arrived complete, so it is the handshake timeout (upgraded sockets are exempt).
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=0.1,
+            keepalive_timeout=wm.handshake_timeout_ms / 1000,
+        )
         await runner.setup()
         site = web.TCPSite(runner, wm.host, wm.port)
         await site.start()
