@@ -68,6 +68,37 @@ async def test_unknown_paths_get_404(engine_url: str, path: str) -> None:
         assert info.value.status == 404
 
 
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"])
+async def test_connection_that_does_not_complete_the_upgrade_is_closed(make_server: Any, sent: bytes) -> None:
+    """§2.1 rule 3: a connection that has not upgraded within ``handshake_timeout_ms`` is closed."""
+    server = await make_server(
+        worker_managers=(WorkerManagerSettings(host="127.0.0.1", port=0, handshake_timeout_ms=200),)
+    )
+    host, port = server.worker_addresses[0]
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(sent)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await asyncio.wait_for(reader.read(), 5 * TIME_FACTOR) == b""  # EOF: the engine closed it
+        assert loop.time() - started >= 0.15
+    finally:
+        writer.close()
+
+
+async def test_upgraded_socket_outlives_the_handshake_timeout(make_server: Any, connect: Any) -> None:
+    """§2.1 rule 3: the handshake timeout does not apply once the socket is upgraded."""
+    server = await make_server(
+        worker_managers=(WorkerManagerSettings(host="127.0.0.1", port=0, handshake_timeout_ms=100),)
+    )
+    worker = await connect(server.url)
+    await worker.register("patient")
+    with pytest.raises(TimeoutError):  # idle for four times the timeout: no close may come
+        await asyncio.wait_for(worker.closed.wait(), 0.4)
+    await worker.barrier()
+    assert server.engine.peers[worker.worker_id].live
+
+
 @pytest.mark.parametrize("path", ["/", "/otel"])
 async def test_plain_get_on_socket_paths_gets_426(engine_url: str, path: str) -> None:
     """§2.1 rule 2: a non-upgrade request on ``/`` or ``/otel`` gets 426."""
