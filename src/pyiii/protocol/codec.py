@@ -42,6 +42,13 @@ encode = _encoder.encode
 
 def decode_worker_frame(frame: bytes | str) -> WorkerMessageIn | Ignored | Malformed:
     """Decode one frame a worker sent to the engine."""
+    if not isinstance(frame, str) and not frame.isascii():
+        # msgspec checks UTF-8 only in the fields it decodes, not inside the payloads it keeps raw;
+        # those are relayed in text frames to other workers, so they must be valid (§6.5 rule 2).
+        try:
+            frame.decode()
+        except UnicodeDecodeError:
+            return Ignored("invalid UTF-8")
     try:
         return _worker_in.decode(frame)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:  # ValueError: bad UTF-8
