@@ -440,6 +440,31 @@ def test_ignored_frames(frame: bytes) -> None:
     assert isinstance(decode_worker_frame(frame), Ignored)
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"type":"invokefunction","function_id":"f","invocation_id":"i","data":"\xff\xfe"}',
+        b'{"type":"invokefunction","function_id":"f","invocation_id":"i","data":{"k":"\xc3"}}',
+        b'{"type":"invokefunction","function_id":"f","invocation_id":"i","metadata":["\xed\xa0\x80"]}',
+        b'{"type":"invocationresult","invocation_id":"i","function_id":"f","result":"\x80"}',
+        b'{"type":"registertrigger","id":"b","trigger_type":"t","function_id":"f","config":{"\xff":1}}',
+        b'{"type":"registerfunction","id":"f","request_format":"\xc0\xaf"}',
+    ],
+)
+def test_invalid_utf8_inside_payloads_is_ignored(frame: bytes) -> None:
+    """§2.4 rule 1, §6.5 rule 2: JSON must be UTF-8; a payload with invalid UTF-8 is undecodable, so it is
+    never relayed inside a text frame to another worker."""
+    assert isinstance(decode_worker_frame(frame), Ignored)
+
+
+def test_valid_non_ascii_payloads_decode() -> None:
+    """Non-ASCII UTF-8 (as the Node SDK writes it, unescaped) is accepted and relayed byte for byte."""
+    frame = '{"type":"invokefunction","function_id":"f","invocation_id":"i","data":"héllo ☃ 𝄞"}'.encode()
+    msg = decode_worker_frame(frame)
+    assert isinstance(msg, InvokeFunctionIn)
+    assert raw(msg.data) == '"héllo ☃ 𝄞"'.encode()
+
+
 @pytest.mark.parametrize("depth", [10_000, 200_000])
 def test_deeply_nested_json_is_ignored_not_raised(depth: int) -> None:
     """Undecodable JSON never raises out of the codec, however deep it nests (§2.4 rule 2)."""

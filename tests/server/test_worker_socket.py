@@ -168,6 +168,26 @@ async def test_ignored_frames_get_no_answer_and_the_next_message_works(engine_ur
     assert (await caller.call("t::echo", {"still": "works"}))["result"] == {"still": "works"}
 
 
+@pytest.mark.parametrize("binary", [False, True])
+async def test_invalid_utf8_payload_is_never_relayed(engine_url: str, connect: Any, binary: bool) -> None:
+    """§6.5 rule 2: a call whose payload is not valid UTF-8 is dropped as undecodable; the target never
+    gets a malformed text frame and keeps working."""
+    caller = await connect(engine_url)
+    await caller.register("caller")
+    target = await connect(engine_url)
+    await target.register("target")
+    await target.serve("t::echo")
+    frame = b'{"type":"invokefunction","function_id":"t::echo","invocation_id":"u1","data":"\xff\xfe"}'
+    if binary:
+        await caller.ws.send_bytes(frame)
+    else:
+        await caller.ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+    await caller.barrier()
+    await target.barrier()
+    assert target.received("invokefunction") == []
+    assert (await caller.call("t::echo", "ok"))["result"] == "ok"
+
+
 async def test_unknown_fields_and_node_message_type_are_ignored(engine_url: str, connect: Any) -> None:
     """§3.1 rule 2: unknown fields and Node's stray ``message_type`` do not stop a message from working."""
     provider = await connect(engine_url)
