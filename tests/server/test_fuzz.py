@@ -92,14 +92,14 @@ VALID_FRAMES: list[dict[str, Any]] = [
 
 
 @st.composite
-def mutated_frames(draw: st.DrawFn) -> str:
-    """A valid frame (as JSON text) with a few fields dropped, retyped, added, made huge or deeply
-    nested, or with its type changed."""
+def mutated_frames(draw: st.DrawFn) -> bytes:
+    """A valid frame (as JSON bytes) with a few fields dropped, retyped, added, made huge or deeply
+    nested, given invalid UTF-8 inside a string, or with its type changed."""
     frame = dict(draw(st.sampled_from(VALID_FRAMES)))
-    nested: dict[str, str] = {}
+    nested: dict[str, bytes] = {}
     for _ in range(draw(st.integers(1, 3))):
         keys = sorted(frame)
-        op = draw(st.sampled_from(["drop", "retype", "add", "type", "huge", "nest"]))
+        op = draw(st.sampled_from(["drop", "retype", "add", "type", "huge", "nest", "utf8"]))
         if op == "drop" and keys:
             frame.pop(draw(st.sampled_from(keys)))
         elif op == "retype" and keys:
@@ -114,12 +114,34 @@ def mutated_frames(draw: st.DrawFn) -> str:
         elif op == "nest" and keys:
             depth = draw(st.integers(50, 5000))
             placeholder = f"__nested_{len(nested)}__"
-            nested[json.dumps(placeholder)] = "[" * depth + "]" * depth
+            nested[json.dumps(placeholder)] = b"[" * depth + b"]" * depth
             frame[draw(st.sampled_from(keys))] = placeholder
-    text = as_text(frame)
+        elif op == "utf8" and keys:
+            placeholder = f"__bytes_{len(nested)}__"
+            bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"\x80abc"]))
+            nested[json.dumps(placeholder)] = b'"' + bad + b'"'
+            frame[draw(st.sampled_from(keys))] = {"s": placeholder}
+    text = as_text(frame).encode()
     for placeholder, value in nested.items():
-        text = text.replace(placeholder, value)
+        text = text.replace(placeholder.encode(), value)
     return text
+
+
+@st.composite
+def relayed_calls(draw: st.DrawFn) -> bytes:
+    """A call to ``fuzz::fn`` (served by the relay target) whose payload fields are fuzzed, sometimes
+    with invalid UTF-8 inside a string: what the engine relays to another worker."""
+    frame: dict[str, Any] = {"type": "invokefunction", "function_id": "fuzz::fn"}
+    if draw(st.booleans()):
+        frame["invocation_id"] = draw(st.text(max_size=8) | json_scalars)
+    fields = draw(
+        st.lists(st.sampled_from(["data", "metadata", "traceparent", "baggage", "action"]), max_size=3)
+    )
+    for name in fields:
+        frame[name] = "__bad__" if draw(st.integers(0, 3)) == 0 else draw(json_values)
+    text = as_text(frame).encode()
+    bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"ok\x80"]))
+    return text.replace(b"__bad__", bad)
 
 
 @st.composite
@@ -134,7 +156,7 @@ def random_objects(draw: st.DrawFn) -> dict[str, Any]:
     return frame
 
 
-Frame = tuple[str, Any]  # ("text", str) | ("binary", bytes) | ("raw-text", bytes)
+Frame = tuple[str, Any]  # ("text", str) | ("binary", bytes) | ("raw-text", bytes): a text frame as bytes
 
 frames = st.one_of(
     st.binary(max_size=300).map(lambda b: ("binary", b)),
@@ -142,8 +164,10 @@ frames = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=300).map(lambda t: ("text", t)),
     json_values.map(lambda v: ("text", as_text(v))),
     random_objects().map(lambda v: ("text", as_text(v))),
-    mutated_frames().map(lambda v: ("text", v)),
-    mutated_frames().map(lambda v: ("binary", v.encode())),
+    mutated_frames().map(lambda v: ("raw-text", v)),
+    relayed_calls().map(lambda v: ("raw-text", v)),
+    relayed_calls().map(lambda v: ("binary", v)),
+    mutated_frames().map(lambda v: ("binary", v)),
     st.sampled_from(VALID_FRAMES).map(lambda v: ("text", as_text(v))),
 )
 
@@ -153,8 +177,23 @@ frames = st.one_of(
 
 @pytest.fixture
 async def fuzzer(engine_url: str) -> AsyncIterator[RawWorker]:
+    """The fuzzing socket."""
     worker = await RawWorker.connect(engine_url)
     try:
+        yield worker
+    finally:
+        await worker.close()
+
+
+@pytest.fixture
+async def relay_target(engine_url: str) -> AsyncIterator[RawWorker]:
+    """A well-behaved owner of ``fuzz::fn``: the fuzzed calls to it are relayed here, so every frame
+    the engine builds from fuzzed input reaches a real socket (whose reader parses each one)."""
+    worker = await RawWorker.connect(engine_url)
+    try:
+        await worker.register("relay-target", runtime="node", features=None)
+        await worker.serve("fuzz::fn")
+        await worker.send({"type": "registertriggertype", "id": "fuzztype", "description": "d"})
         yield worker
     finally:
         await worker.close()
@@ -170,8 +209,13 @@ async def send_frame(worker: RawWorker, frame: Frame) -> None:
         await worker.ws.send_str(payload)
 
 
-async def assert_engine_healthy(engine_url: str, fuzzer: RawWorker) -> None:
-    """The fuzzing socket still answers in order; a fresh worker registers and gets correct results."""
+async def assert_engine_healthy(engine_url: str, fuzzer: RawWorker, relay_target: RawWorker) -> None:
+    """The fuzzing socket still answers in order; the relay target is still open and was sent only
+    well-formed frames; a fresh worker registers and gets correct results."""
+    await relay_target.barrier()
+    assert not relay_target.closed.is_set()
+    assert all(isinstance(f.get("type"), str) for f in relay_target.history)
+    relay_target.inbox.clear()
     marker = f"alive-{uuid.uuid4()}"
     await fuzzer.send(
         {
@@ -210,18 +254,18 @@ async def assert_engine_healthy(engine_url: str, fuzzer: RawWorker) -> None:
 )
 @given(batch=st.lists(frames, min_size=1, max_size=8))
 async def test_fuzzed_frames_never_break_the_engine(
-    engine_url: str, fuzzer: RawWorker, batch: list[Frame]
+    engine_url: str, fuzzer: RawWorker, relay_target: RawWorker, batch: list[Frame]
 ) -> None:
     """Random and mutated frames on one socket leave that socket open and answering, and the engine
     serving other workers correctly (§2.4 rule 2, §3.1 rule 2; STYLE habit 7)."""
     for frame in batch:
         await send_frame(fuzzer, frame)
-    await assert_engine_healthy(engine_url, fuzzer)
+    await assert_engine_healthy(engine_url, fuzzer, relay_target)
 
 
-async def test_every_valid_frame_mutation_kind_once(engine_url: str, fuzzer: RawWorker) -> None:
+async def test_every_valid_frame_once(engine_url: str, fuzzer: RawWorker, relay_target: RawWorker) -> None:
     """Each valid frame of every type, sent twice as text and as binary, is handled without harm."""
     for frame in VALID_FRAMES:
         await send_frame(fuzzer, ("text", as_text(frame)))
         await send_frame(fuzzer, ("binary", as_text(frame).encode()))
-    await assert_engine_healthy(engine_url, fuzzer)
+    await assert_engine_healthy(engine_url, fuzzer, relay_target)
