@@ -12,7 +12,7 @@ import hmac
 import logging
 import os
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +91,9 @@ class RemotePeer(Peer):
         self._ws = ws
         self._queue: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        #: A write that :meth:`send` started and that suspended; the writer task finishes it first.
-        self._unfinished: _Resume | None = None
+        #: The write in progress that suspended (a drain, a compressed frame), or None. While it is
+        #: set, frames queue behind it; only the writer task finishes it.
+        self._writing: Awaitable[None] | None = None
         self._closing = False
         self._pong_waiters: list[asyncio.Future[None]] = []
         self.last_pong = asyncio.get_running_loop().time()
@@ -104,7 +105,7 @@ class RemotePeer(Peer):
         data = encode(message)
         if len(data) > self.send_limit:
             raise FrameTooLarge(len(data), self.send_limit)
-        if self._queue or self._unfinished is not None:
+        if self._queue or self._writing is not None:
             self._queue.append(data)  # behind frames still waiting: order is kept
             self._wake_writer()
             return
@@ -119,7 +120,7 @@ class RemotePeer(Peer):
         except (ConnectionError, RuntimeError):
             self._closing = True  # the socket is gone; the read loop runs the cleanup
             return
-        self._unfinished = _Resume(coro, suspended_on)
+        self._writing = _Resume(coro, suspended_on)
         self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -130,22 +131,23 @@ class RemotePeer(Peer):
                 waiter.set_result(None)
 
     async def writer(self) -> None:
-        """Finishes a suspended write, then drains the queue; idle otherwise."""
+        """Finishes a suspended write, then drains the queue in order; idle otherwise."""
         ws = self._ws
         queue = self._queue
         loop = asyncio.get_running_loop()
         try:
             while True:
-                unfinished = self._unfinished
-                if unfinished is not None:
-                    await unfinished
-                    self._unfinished = None
-                    continue
-                if not queue:
-                    self._waiter = loop.create_future()
-                    await self._waiter
-                    continue
-                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                writing = self._writing
+                if writing is None:
+                    if not queue:
+                        self._waiter = loop.create_future()
+                        await self._waiter
+                        continue
+                    writing = self._writing = ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                try:
+                    await writing
+                finally:
+                    self._writing = None
         except (ConnectionError, RuntimeError):
             self._closing = True  # the socket is gone; the read loop runs the cleanup
 
@@ -154,7 +156,7 @@ class RemotePeer(Peer):
             return
         # Let queued frames (e.g. results) go out before the close frame.
         for _ in range(100):
-            if not self._queue and self._unfinished is None:
+            if not self._queue and self._writing is None:
                 break
             await asyncio.sleep(0.001)
         self._closing = True
