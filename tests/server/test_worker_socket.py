@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from helpers import MIB, TIME_FACTOR, RawWorker, compact, detached
+from helpers import MIB, NO_REPLY, TIME_FACTOR, RawWorker, compact, detached
 from pyiii.config import WorkerManagerSettings
 
 UUID_FIELDS = ("worker_id", "reattach_token")
@@ -314,6 +314,43 @@ async def test_65_mib_message_closes_1009_and_stops_its_pending_calls(
     await asyncio.gather(sending, return_exceptions=True)
     await detached(engine, target.worker_id)
     assert (await caller.call("slow::fn"))["error"]["code"] == "function_not_found"
+
+
+@pytest.mark.slow
+async def test_compressed_65_mib_message_closes_1009(engine_url: str, connect: Any) -> None:
+    """§2.4 rule 5: the limit applies after permessage-deflate decompression too."""
+    worker = await connect(engine_url, compress=15)
+    sending = asyncio.create_task(worker.send('{"type":"ping","pad":"' + "a" * (65 * MIB) + '"}'))
+    assert await worker.wait_closed(timeout_s=30) == 1009
+    await asyncio.gather(sending, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_engine_never_sends_a_message_over_64_mib(engine_url: str, connect: Any) -> None:
+    """§2.4 rule 5: a relay that would exceed 64 MiB is not sent; the caller gets ``payload_too_large``.
+
+    The second call reuses a pending invocation id, so its target leg gets a 36-character UUID and
+    grows past 64 MiB although the caller's message is exactly 64 MiB."""
+    first, target = await _legacy_free_pair(engine_url, connect)
+    await target.serve("big::sink", lambda f: NO_REPLY)
+    await first.invoke("big::sink", 1, invocation_id="i")
+    await target.expect("invokefunction")
+    head = b'{"type":"invokefunction","function_id":"big::sink","invocation_id":"i","data":"'
+    tail = b'"}'
+    await first.send_fragmented(head + b"d" * (64 * MIB - len(head) - len(tail)) + tail, chunk=8 * MIB)
+    reply = await first.expect(lambda f: f.get("error", {}).get("code") == "payload_too_large", timeout_s=30)
+    assert reply["invocation_id"] == "i"
+    await target.barrier()
+    assert target.received("invokefunction") == []
+    assert max(len(f.raw) for f in target.history) <= 64 * MIB
+
+
+async def _legacy_free_pair(engine_url: str, connect: Any) -> tuple[RawWorker, RawWorker]:
+    caller = await connect(engine_url)
+    await caller.register("caller")
+    target = await connect(engine_url)
+    await target.register("target")
+    return caller, target
 
 
 # --------------------------------------------------------------------------------------------
