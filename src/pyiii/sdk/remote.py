@@ -1,9 +1,10 @@
 """WebSocket transport (spec/protocol.md §2, §10.2, §10.5): aiohttp client with reconnect.
 
 The reconnect loop takes its delays from :func:`pyiii.sdk.backoff.backoff_delays` (a fresh generator
-after every successful connect, §10.5 rule 7). Each connection has exactly one writer task
-(STYLE habit 2): :meth:`RemoteTransport.send` encodes with msgspec, checks the 64 MiB limit and
-appends to the connection's buffer; the writer drains it in order. Frames are UTF-8 JSON text frames;
+after every successful connect, §10.5 rule 7). Each connection has one write path (STYLE habit 2):
+:meth:`RemoteTransport.send` encodes with msgspec, checks the 64 MiB limit and hands the frame to the
+connection, which writes it at once when nothing is pending and otherwise queues it for its single
+writer task, which keeps the order. Frames are UTF-8 JSON text frames;
 inbound frames are decoded with :func:`pyiii.protocol.codec.decode_engine_frame`.
 """
 
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Generator, Iterator
 from typing import Any
 
 import aiohttp
@@ -89,23 +90,91 @@ def upgrade_headers(headers: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+class _Resume:
+    """Awaiting it finishes a coroutine that was started by hand and suspended on ``suspended_on``
+    (what ``yield from`` would do had the coroutine been awaited from the start)."""
+
+    __slots__ = ("_coro", "_suspended_on")
+
+    def __init__(self, coro: Any, suspended_on: Any) -> None:
+        self._coro = coro
+        self._suspended_on = suspended_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._suspended_on
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation: delivered to the coroutine, as a task would
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
 class _Connection:
-    """One open socket: its outbound buffer and its single writer task."""
+    """One open socket: its outbound buffer and its single writer task.
+
+    :meth:`write` puts a frame on the socket at once when nothing is queued or being written (waking
+    the writer task would cost one more loop iteration per frame). aiohttp writes an uncompressed
+    frame synchronously and only suspends to wait for a drain or a compressed frame; such a write
+    becomes ``writing``, and the writer task finishes it and then the frames queued behind it, in order.
+    """
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
         self.ws = ws
         self.buffer: deque[bytes] = deque()
-        self.wakeup = asyncio.Event()
+        self.writing: Awaitable[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.writer: asyncio.Task[None] | None = None
 
+    def write(self, data: bytes) -> None:
+        if self.buffer or self.writing is not None:
+            self.buffer.append(data)
+            self._wake()
+            return
+        coro = self.ws.send_frame(data, WSMsgType.TEXT)
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            log.debug("write failed: %s", exc)  # the socket died under us; the read loop reports it
+            return
+        self.writing = _Resume(coro, suspended_on)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def write_loop(self) -> None:
-        ws, buffer, wakeup = self.ws, self.buffer, self.wakeup
+        ws, buffer = self.ws, self.buffer
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                while buffer:
-                    await ws.send_frame(buffer.popleft(), WSMsgType.TEXT)
-                wakeup.clear()
-                await wakeup.wait()
+                writing = self.writing
+                if writing is None:
+                    if not buffer:
+                        self.waiter = loop.create_future()
+                        await self.waiter
+                        continue
+                    writing = self.writing = ws.send_frame(buffer.popleft(), WSMsgType.TEXT)
+                try:
+                    await writing
+                finally:
+                    self.writing = None
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             # The socket died under us; the read loop notices and reports it.
             log.debug("writer stopped: %s", exc)
@@ -143,8 +212,7 @@ class RemoteTransport(Transport):
         conn = self._conn
         if conn is None:  # raced with a close; the client only sends while connected
             return
-        conn.buffer.append(data)
-        conn.wakeup.set()
+        conn.write(data)
 
     async def close(self) -> None:
         self._closing = True
