@@ -52,8 +52,7 @@ async def binding_rows(w: RawWorker, **filters: Any) -> dict[str, dict[str, Any]
 
 
 async def test_spec_sequence_with_a_custom_trigger_type(engine_url: str, connect: Connect) -> None:
-    """§5.3 full sequence (item 18): delivery to the provider, a success verdict sends nothing back,
-    the provider fires the bound function, unregister reaches the provider; frames byte for byte."""
+    """§5.3 (item 18): the spec's provider sequence, byte for byte; a success verdict sends nothing back."""
     p = await worker(engine_url, connect, "provider")
     w = await worker(engine_url, connect, "registrant", runtime="node", features=None)
     await w.serve("node::echo", lambda f: {"data": f["data"], "metadata": f.get("metadata")})
@@ -210,8 +209,7 @@ async def test_unregistertrigger_from_any_worker_removes_the_binding(
 
 
 async def test_binding_before_its_type_is_parked_then_delivered(engine_url: str, connect: Connect) -> None:
-    """§5.2 step 5 (item 19): a binding for a missing type is parked silently, then delivered when the
-    type is registered."""
+    """§5.2 step 5 (item 19): a binding for a missing type is parked, then delivered when the type appears."""
     w = await worker(engine_url, connect, "registrant")
     await bind(w, "early", "latetype", "py::echo", config={"k": "v"}, metadata={"m": 1})
     assert w.inbox == []
@@ -233,8 +231,7 @@ async def test_binding_before_its_type_is_parked_then_delivered(engine_url: str,
 async def test_reconnecting_provider_receives_every_binding_again(
     engine: Any, engine_url: str, connect: Connect
 ) -> None:
-    """§5.3 rule 3 (item 19): when the provider leaves, its type's bindings are parked; a new provider
-    connection gets every one of them."""
+    """§5.3 rule 3 (item 19): a reconnecting provider is sent every binding of its type again."""
     p = await worker(engine_url, connect, "provider")
     w = await worker(engine_url, connect, "registrant")
     await provide(p, "pytype")
@@ -325,8 +322,7 @@ async def test_builtin_type_ids_cannot_be_taken_over(engine_url: str, connect: C
 
 
 async def test_provider_lookup_falls_back_to_default(engine_url: str, connect: Connect) -> None:
-    """§5.2 step 4: a binding's provider is looked up in the owner's namespace, then ``default``;
-    with ``trigger_namespace`` only there."""
+    """§5.2 step 4: providers come from the owner namespace then default, or only trigger_namespace."""
     p = await worker(engine_url, connect, "provider")  # provides in default
     w = await worker(engine_url, connect, "registrant", namespace="orders")
     await provide(p, "pytype")
@@ -359,8 +355,7 @@ async def test_blank_binding_namespace_is_refused(
 async def test_invalid_builtin_trigger_config_is_refused(
     engine_url: str, connect: Connect, config: Any
 ) -> None:
-    """§5.2 step 6 (item 21): an invalid config for a built-in type gets ``trigger_registration_failed``
-    and the binding is dropped."""
+    """§5.2 step 6 (item 21): a bad built-in trigger config gets trigger_registration_failed, no binding."""
     w = await worker(engine_url, connect, "registrant")
     await bind(w, "bad", "engine::workers-available", "py::on_worker", config=config)
     verdict = await w.expect("triggerregistrationresult")

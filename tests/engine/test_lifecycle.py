@@ -36,8 +36,7 @@ async def function_ids(w: RawWorker) -> set[str]:
 async def test_builtin_ids_are_rejected_in_default(
     engine_url: str, connect: Connect, function_id: str
 ) -> None:
-    """§5.1 rule 4 (item 14): an id served by a built-in module is rejected with ``owner_worker_id: ""``,
-    and the built-in keeps working."""
+    """§5.1 rule 4 (item 14): a built-in's id is rejected with ``owner_worker_id: ""``; the built-in works."""
     w = await worker(engine_url, connect, "squatter")
     await w.send({"type": "registerfunction", "id": function_id})
     rejected = await w.expect("registrationrejected")
@@ -85,8 +84,7 @@ async def test_http_invoked_function_is_not_registered(engine_url: str, connect:
 async def test_reattach_with_the_right_token_evicts_the_old_connection(
     engine: Any, engine_url: str, connect: Connect
 ) -> None:
-    """§6.2 rule 1 (item 15): the old (half-open) connection is closed with 1001 and cleaned up before
-    the replay is read; every replayed registration lands on the new connection."""
+    """§6.2 rule 1 (item 15): a valid reattach evicts the half-open old connection; the replay registers."""
     caller = await worker(engine_url, connect, "caller")
     old = await worker(engine_url, connect, "reconnecting")
     await old.serve("re::a", lambda f: "old")
@@ -188,9 +186,7 @@ async def test_two_workers_with_the_same_name_both_stay(engine_url: str, connect
 
 
 async def test_disconnect_cleanup(engine: Any, engine_url: str, connect: Connect) -> None:
-    """§6.3 (item 17): a closed worker's sole-owner functions disappear, shared ones stay with the other
-    owner, its bindings are removed (the provider gets ``unregistertrigger``) and its trigger types are
-    removed (other workers' bindings on them are parked)."""
+    """§6.3 (item 17): cleanup removes sole-owned functions, bindings (provider told) and trigger types."""
     observer = await worker(engine_url, connect, "observer")
     provider = await worker(engine_url, connect, "provider")
     await provider.send({"type": "registertriggertype", "id": "ptype", "description": ""})

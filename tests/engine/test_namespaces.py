@@ -29,8 +29,7 @@ async def listing(w: RawWorker) -> list[tuple[str, str]]:
 
 
 async def test_namespaced_worker_registers_into_its_namespace(engine_url: str, connect: Connect) -> None:
-    """§6.4 (item 22): a worker with namespace ``orders`` registers there; a call without namespace
-    misses it (with the hint), a call with ``namespace: "orders"`` reaches it."""
+    """§6.4 (item 22): ``orders`` functions are reached only by calls with ``namespace: orders``."""
     orders = await worker(engine_url, connect, "orders-worker", namespace="orders")
     await orders.serve("orders::create", lambda f: {"created": f["data"]})
     caller = await worker(engine_url, connect, "node-caller", runtime="node", features=None)
@@ -97,8 +96,7 @@ async def test_trigger_types_register_in_the_connection_namespace(engine_url: st
 async def test_registrations_before_register_land_in_the_declared_namespace(
     engine_url: str, connect: Connect
 ) -> None:
-    """§6.4 rule 2 (item 23): registrations sent before ``engine::workers::register`` are buffered and
-    applied in the namespace it declares (the Node SDK's order: types, functions, triggers, register)."""
+    """§6.4 rule 2 (item 23): registrations before the register call land in the namespace it declares."""
     w = await connect(engine_url)
     await w.send({"type": "registertriggertype", "id": "late-ns-type", "description": ""})
     await w.serve("late::fn", lambda f: "late", register=False)
@@ -123,8 +121,7 @@ async def test_registrations_before_register_land_in_the_declared_namespace(
 async def test_without_register_registrations_land_in_default_after_grace(
     make_server: Any, connect: Connect
 ) -> None:
-    """§6.4 rule 2 (item 23): with no register call, buffered registrations land in ``default`` after
-    ``registration_namespace_grace_ms``; a later register cannot move them."""
+    """§6.4 rule 2 (item 23): without a register call, registrations land in ``default`` after the grace."""
     server = await make_server(registration_namespace_grace_ms=300)
     caller = await worker(server.url, connect, "caller")
     await caller.serve("watch::fns", lambda f: None)
@@ -177,8 +174,7 @@ async def test_null_namespace_is_default(engine_url: str, connect: Connect) -> N
 async def test_blank_register_namespace_is_refused_and_changes_nothing(
     engine_url: str, connect: Connect
 ) -> None:
-    """§6.4 rule 1: a blank namespace is refused with ``INVALID_NAMESPACE`` and leaves the connection
-    unregistered (its registrations stay buffered)."""
+    """§6.4 rule 1: a blank register namespace gets INVALID_NAMESPACE and leaves registrations buffered."""
     w = await connect(engine_url)
     reply = await w.call("engine::workers::register", {"name": "blank", "pid": 1, "namespace": "  "})
     assert reply["error"]["code"] == "INVALID_NAMESPACE"

@@ -31,8 +31,7 @@ async def pair(url: str, connect: Connect) -> tuple[RawWorker, RawWorker]:
 
 
 async def test_call_is_relayed_with_data_and_metadata_unchanged(engine_url: str, connect: Connect) -> None:
-    """§4.1 steps 5-7: the target gets the caller's invocation_id, data and metadata byte for byte
-    (no ``_caller_worker_id``, D7); the caller gets the target's result unchanged."""
+    """§4.1 (item 4): id, data, metadata and result are relayed byte for byte; no _caller_worker_id (D7)."""
     caller, target = await pair(engine_url, connect)
     await target.serve("t::echo", lambda f: {"got": f["data"], "meta": f["metadata"]})
     await caller.send(
@@ -139,8 +138,7 @@ async def test_the_answering_connection_is_not_checked(engine_url: str, connect:
 
 
 async def test_same_invocation_id_from_two_callers_is_kept_apart(engine_url: str, connect: Connect) -> None:
-    """§4.1 step 5: when a caller's id is already pending, the target leg gets a fresh UUID and the
-    result is mapped back to the right caller."""
+    """§4.1 step 5: a pending id gets a fresh UUID on the target leg and is mapped back to its caller."""
     first, target = await pair(engine_url, connect)
     second = await connect(engine_url)
     await second.register("second")
@@ -206,8 +204,7 @@ async def test_calls_are_dispatched_without_blocking_the_read_loop(engine_url: s
 async def test_void_call_gets_no_reply_and_the_target_result_is_discarded(
     engine_url: str, connect: Connect
 ) -> None:
-    """§4.2 (item 6): no reply to a Void caller; the target still gets a fresh invocation_id; its
-    result is discarded."""
+    """§4.2 (item 6): Void gets no reply; the target gets a fresh invocation_id; its result is dropped."""
     caller, target = await pair(engine_url, connect)
     await target.serve("t::echo")
     await caller.void("t::echo", {"v": 1})
@@ -398,8 +395,7 @@ async def test_malformed_result_fails_the_pending_call(engine_url: str, connect:
 
 
 async def test_target_that_never_answers_times_out(make_server: Any, connect: Connect) -> None:
-    """§4.5 (item 11): after ``invocation_timeout_ms`` the caller gets ``invocation_timeout``; a late
-    result is dropped."""
+    """§4.5 (item 11): after invocation_timeout_ms the caller gets invocation_timeout; late results drop."""
     server = await make_server(invocation_timeout_ms=500)
     caller, target = await pair(server.url, connect)
     await target.serve("t::never", lambda f: NO_REPLY)
@@ -464,8 +460,7 @@ async def test_target_disconnecting_mid_call_stops_the_call(
 async def test_caller_disconnecting_mid_call_drops_the_result(
     engine: Any, engine_url: str, connect: Connect
 ) -> None:
-    """§6.3 step 5 (item 12): when the caller goes away, the target's later result is dropped quietly
-    and the target keeps serving."""
+    """§6.3 step 5 (item 12): a gone caller's result is dropped quietly; the target keeps serving."""
     caller, target = await pair(engine_url, connect)
     await target.serve("t::fn", lambda f: NO_REPLY)
     invocation_id = await caller.invoke("t::fn", 1)
@@ -485,8 +480,7 @@ async def test_caller_disconnecting_mid_call_drops_the_result(
 
 
 async def test_calls_are_spread_round_robin_over_owners(engine_url: str, connect: Connect) -> None:
-    """§5.1 rule 2 (item 13): two connections registering one id are both owners; 100 calls are
-    spread evenly over both, and no ``registrationrejected`` is sent."""
+    """§5.1 rule 2 (item 13): two owners of one id share 100 calls 50/50; no registrationrejected."""
     caller = await connect(engine_url)
     await caller.register("caller")
     owners = []

@@ -68,8 +68,7 @@ async def functions(caller: RawWorker, **args: Any) -> list[dict[str, Any]]:
 
 
 async def test_functions_list_is_sorted_and_hides_engine_and_internal(catalogue: RawWorker) -> None:
-    """§7.2 (item 24): sorted by id, ``engine::*`` and ``metadata.internal`` hidden; description and
-    metadata only when set; one entry per (namespace, id)."""
+    """§7.2 (item 24): sorted, engine::* and internal hidden, description/metadata only when set."""
     assert await functions(catalogue) == [
         {"function_id": "alpha::first", "namespace": "default", "worker_name": "node-lab"},
         {"function_id": "node::echo", "namespace": "default", "worker_name": "node-lab"},
@@ -96,8 +95,7 @@ async def test_functions_list_is_sorted_and_hides_engine_and_internal(catalogue:
 
 
 async def test_functions_list_include_internal(catalogue: RawWorker) -> None:
-    """§7.2 rule 2: ``include_internal`` shows ``engine::*`` (built-ins named after their first segment)
-    and internal functions."""
+    """§7.2 rule 2: ``include_internal`` also lists engine::* (named by their first segment) and internals."""
     listed = {
         (f["namespace"], f["function_id"]): f for f in await functions(catalogue, include_internal=True)
     }
@@ -125,8 +123,7 @@ async def test_functions_list_include_internal(catalogue: RawWorker) -> None:
     ],
 )  # fmt: skip
 async def test_functions_list_filters(catalogue: RawWorker, args: dict[str, Any], expected: Any) -> None:
-    """§7.2 rule 3 (item 24): ``prefix``, ``worker``/``workers`` and case-insensitive ``search``;
-    unknown keys are ignored."""
+    """§7.2 rule 3 (item 24): prefix, worker/workers and case-insensitive search; unknown keys ignored."""
     listed = [(f["namespace"], f["function_id"]) for f in await functions(catalogue, **args)]
     if expected is None:
         expected = [(f["namespace"], f["function_id"]) for f in await functions(catalogue)]
@@ -157,8 +154,7 @@ async def test_functions_list_wrong_types_are_deserialization_errors(
 async def test_worker_name_is_the_longest_standing_owner(
     engine: Any, engine_url: str, connect: Connect
 ) -> None:
-    """§7.2 rule 4: ``worker_name`` is the longest-standing live owner's; unnamed owners give the id's
-    first segment."""
+    """§7.2 rule 4: worker_name is the oldest live owner's name, else the id's first segment."""
     first = await worker(engine_url, connect, "first")
     await first.register_function("shared::fn")
     second = await worker(engine_url, connect, "second")
@@ -179,8 +175,7 @@ async def test_worker_name_is_the_longest_standing_owner(
 
 
 async def test_workers_list_shows_workers_and_builtin_modules(engine_url: str, connect: Connect) -> None:
-    """§7.3: registered workers with their metadata and counts, the built-in modules, no ``/otel`` socket
-    and no worker that never reported a pid."""
+    """§7.3: workers with metadata and counts, built-in modules; no /otel socket, no worker without pid."""
     a = await worker(engine_url, connect, "zz-worker", namespace="orders", description="desc")
     await a.register_function("a::one")
     await a.register_function("a::two")
@@ -285,8 +280,7 @@ async def test_register_with_wrong_types_is_a_deserialization_error(
 
 
 async def test_triggers_list_shows_builtin_and_custom_types(engine_url: str, connect: Connect) -> None:
-    """§7.4 (item 26): built-in and custom trigger types with their provider names, sorted by id;
-    ``engine::*`` hidden unless ``include_internal``."""
+    """§7.4 (item 26): built-in and custom types with provider names, sorted; engine::* only if internal."""
     p = await worker(engine_url, connect, "custom-provider")
     await p.send({"type": "registertriggertype", "id": "webhook", "description": "Webhooks"})
     await p.send({"type": "registertriggertype", "id": "aaa-first", "description": ""})
@@ -378,8 +372,7 @@ async def test_channels_create_returns_two_refs(engine_url: str, connect: Connec
 
 
 async def test_workers_available_events(engine: Any, engine_url: str, connect: Connect) -> None:
-    """§5.4 (item 27): ``worker_connected``, ``worker_metadata_updated`` and ``worker_disconnected`` fire
-    with the worker's id."""
+    """§5.4 (item 27): worker_connected, worker_metadata_updated and worker_disconnected fire."""
     watcher = await worker(engine_url, connect, "watcher")
     await subscribe(watcher, "engine::workers-available", "watch::workers")
     other = await connect(engine_url)
@@ -395,8 +388,7 @@ async def test_workers_available_events(engine: Any, engine_url: str, connect: C
 
 
 async def test_functions_available_fires_within_a_second(engine_url: str, connect: Connect) -> None:
-    """§5.4 (item 27): ``engine::functions-available`` fires within 1 s of a registration, with the
-    listing of ``engine::functions::list``; a burst is coalesced."""
+    """§5.4 (item 27): functions-available fires within 1 s with the default listing; bursts coalesce."""
     watcher = await worker(engine_url, connect, "watcher")
     await subscribe(watcher, "engine::functions-available", "watch::fns")
     await watcher.barrier()

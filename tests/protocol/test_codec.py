@@ -452,8 +452,7 @@ def test_ignored_frames(frame: bytes) -> None:
     ],
 )
 def test_invalid_utf8_inside_payloads_is_ignored(frame: bytes) -> None:
-    """§2.4 rule 1, §6.5 rule 2: JSON must be UTF-8; a payload with invalid UTF-8 is undecodable, so it is
-    never relayed inside a text frame to another worker."""
+    """§6.5 rule 2: JSON must be UTF-8, so a payload with invalid UTF-8 makes the frame undecodable."""
     assert isinstance(decode_worker_frame(frame), Ignored)
 
 
@@ -525,8 +524,7 @@ def test_deeply_nested_json_is_ignored_not_raised(depth: int) -> None:
 def test_malformed_frames(
     frame: bytes, kind: str, invocation_id: str | None, function_id: str | None
 ) -> None:
-    """A known type with missing or mistyped fields is Malformed, with a usable invocation_id and
-    function_id scraped from it when they are non-empty strings (D5)."""
+    """A known type with bad fields is Malformed, with any non-empty string invocation_id/function_id (D5)."""
     result = decode_worker_frame(frame)
     assert isinstance(result, Malformed), result
     assert (result.type, result.invocation_id, result.function_id) == (kind, invocation_id, function_id)

@@ -81,8 +81,7 @@ async def test_single_megabyte_frame_passes_whole(
 async def test_text_stays_text_and_order_is_kept(
     engine_url: str, connect: Connect, session: aiohttp.ClientSession
 ) -> None:
-    """§9 rules 4-5, 7 (item 28): text frames stay text, binary stays binary, in order; control JSON
-    such as ``set_status`` is forwarded like any item."""
+    """§9 rules 4-5, 7 (item 28): text stays text, binary stays binary, in order; control JSON passes."""
     refs = await create(engine_url, connect)
     writer = await session.ws_connect(channel_url(engine_url, refs["writer"]))
     await writer.send_str('{"type":"set_status","status_code":201}')
@@ -130,8 +129,7 @@ async def test_wrong_key_or_channel_gets_404(
 async def test_second_attach_is_closed_at_once(
     engine_url: str, connect: Connect, session: aiohttp.ClientSession, side: str
 ) -> None:
-    """§9 rule 3 (item 28): each direction attaches once; a second attach is upgraded and closed at once,
-    and the first keeps working."""
+    """§9 rule 3 (item 28): a second attach of one direction is closed at once; the first keeps working."""
     refs = await create(engine_url, connect)
     first = await session.ws_connect(channel_url(engine_url, refs[side]))
     second = await session.ws_connect(channel_url(engine_url, refs[side]))

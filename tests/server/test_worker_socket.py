@@ -170,8 +170,7 @@ async def test_ignored_frames_get_no_answer_and_the_next_message_works(engine_ur
 
 @pytest.mark.parametrize("binary", [False, True])
 async def test_invalid_utf8_payload_is_never_relayed(engine_url: str, connect: Any, binary: bool) -> None:
-    """§6.5 rule 2: a call whose payload is not valid UTF-8 is dropped as undecodable; the target never
-    gets a malformed text frame and keeps working."""
+    """§6.5 rule 2: a payload with invalid UTF-8 is dropped, never relayed in a text frame to the target."""
     caller = await connect(engine_url)
     await caller.register("caller")
     target = await connect(engine_url)
@@ -298,8 +297,7 @@ async def test_message_of_exactly_64_mib_is_accepted(engine_url: str, connect: A
 async def test_65_mib_message_closes_1009_and_stops_its_pending_calls(
     engine: Any, engine_url: str, connect: Any
 ) -> None:
-    """§2.4 rule 5: a 65 MiB message closes that socket with 1009; a call pending on a function it
-    serves ends with ``invocation_stopped`` for the caller."""
+    """§2.4 rule 5 (item 3): 65 MiB closes the socket with 1009; calls routed to it get invocation_stopped."""
     caller = await connect(engine_url)
     await caller.register("caller")
     target = await connect(engine_url)
@@ -327,10 +325,9 @@ async def test_compressed_65_mib_message_closes_1009(engine_url: str, connect: A
 
 @pytest.mark.slow
 async def test_engine_never_sends_a_message_over_64_mib(engine_url: str, connect: Any) -> None:
-    """§2.4 rule 5: a relay that would exceed 64 MiB is not sent; the caller gets ``payload_too_large``.
-
-    The second call reuses a pending invocation id, so its target leg gets a 36-character UUID and
-    grows past 64 MiB although the caller's message is exactly 64 MiB."""
+    """§2.4 rule 5: a relay that would exceed 64 MiB is not sent; the caller gets payload_too_large."""
+    # The second call reuses a pending invocation id, so its target leg gets a 36-character UUID and
+    # grows past 64 MiB although the caller's message is exactly 64 MiB.
     first, target = await _legacy_free_pair(engine_url, connect)
     await target.serve("big::sink", lambda f: NO_REPLY)
     await first.invoke("big::sink", 1, invocation_id="i")
@@ -467,8 +464,7 @@ async def test_engine_pings_every_connection(engine_url: str, connect: Any, fast
 async def test_half_open_peer_is_dropped_and_its_functions_released(
     engine: Any, engine_url: str, connect: Any, fast_pings: float
 ) -> None:
-    """§2.4 rule 6 (item 38): a peer that stops reading (no pong, no close reply) is dropped after its
-    missed pongs; its functions are released and the remaining owner serves every call."""
+    """§2.4 rule 6 (item 38): a peer that stops reading is dropped after missed pongs; others serve."""
     dead = await connect(engine_url)
     await dead.register("node-legacy", runtime="node", features=None)
     await dead.serve("shared::fn", lambda frame: "dead")
@@ -499,8 +495,7 @@ async def _legacy_pair(engine_url: str, connect: Any) -> tuple[RawWorker, RawWor
 
 
 async def test_no_frame_over_1_mib_is_sent_to_a_legacy_python_worker(engine_url: str, connect: Any) -> None:
-    """§6.5 rule 3 (item 39): an invocation over 1 MiB for a 0.11 Python worker fails the caller with
-    ``payload_too_large`` naming the size and the limit; the worker keeps working."""
+    """§6.5 rule 3 (item 39): a call over 1 MiB to a 0.11 Python worker fails with payload_too_large."""
     legacy, modern = await _legacy_pair(engine_url, connect)
     await legacy.serve("legacy::echo")
     reply = await modern.call("legacy::echo", "z" * (2 * MIB))
@@ -516,8 +511,7 @@ async def test_no_frame_over_1_mib_is_sent_to_a_legacy_python_worker(engine_url:
 async def test_result_over_1_mib_for_a_legacy_caller_becomes_payload_too_large(
     engine_url: str, connect: Any
 ) -> None:
-    """§6.5 rule 3 (item 39): a 2 MiB result destined for a 0.11 Python worker fails it with
-    ``payload_too_large`` instead; later calls work."""
+    """§6.5 rule 3 (item 39): a 2 MiB result for a 0.11 Python caller becomes payload_too_large."""
     legacy, modern = await _legacy_pair(engine_url, connect)
     await modern.serve("big::result", lambda frame: "r" * (2 * MIB) if frame["data"] == "big" else "ok")
     reply = await legacy.call("big::result", "big")
@@ -568,8 +562,7 @@ def quick_probe(engine: Any) -> None:
 async def test_stale_connection_is_evicted_by_identity(
     engine: Any, engine_url: str, connect: Any, quick_probe: None
 ) -> None:
-    """§6.2 (item 40): a worker re-registering with the same name, pid and os from the same IP evicts
-    its old connection when that one does not answer the probe ping; calls reach the new one."""
+    """§6.2 (item 40): same name/pid/os/IP and no pong to the probe: the old connection is evicted."""
     old = await connect(engine_url, autoping=False)
     await old.register("legacy-worker", runtime="node", features=None, pid=4242, wait=False)
     await old.serve("legacy::fn", lambda frame: "old")
