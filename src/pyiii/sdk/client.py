@@ -445,7 +445,9 @@ class III:
         Raises :class:`~pyiii.errors.InvocationError` (``TIMEOUT`` after ``timeout_ms``, or
         ``InitOptions.invocation_timeout_ms``). Works from any event loop.
         """
-        if _get_running_loop() is not self._loop:
+        # On the loop thread the running loop is the client's (cheaper to test than the running loop,
+        # which costs a getpid syscall on Python 3.11).
+        if threading.get_ident() != self._loop_thread:
             self._check_usable()
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.trigger_async(request), self._loop)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import threading
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Generator, Iterator
 from typing import Any
@@ -192,10 +194,18 @@ class RemoteTransport(Transport):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = False
+        # Invocation ids: a random UUID v4 prefix and a counter, as in the in-process transport: still
+        # UUID v4-shaped and unique (§10.5 rule 5, D6), without uuid4()'s getrandom syscall and UUID
+        # object on every call.
+        self._id_prefix = str(uuid.uuid4())[:24]
+        self._ids = itertools.count(1)
 
     @property
     def address(self) -> str:
         return self._url
+
+    def new_invocation_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):012x}"
 
     def channel_base_url(self) -> str | None:
         url = self._url.split("?", 1)[0].rstrip("/")
