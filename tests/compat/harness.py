@@ -650,13 +650,20 @@ class RawClient:
 
     @classmethod
     async def connect(
-        cls, url: str, path: str = "/", *, autoping: bool = True, headers: dict[str, str] | None = None
+        cls,
+        url: str,
+        path: str = "/",
+        *,
+        autoping: bool = True,
+        headers: dict[str, str] | None = None,
+        compress: int = 0,
     ) -> RawClient:
-        """Opens `url` + `path`. With ``autoping=False`` the client never answers pings (a half-open peer)."""
+        """Opens `url` + `path`. With ``autoping=False`` the client never answers pings (a half-open peer);
+        ``compress=15`` offers permessage-deflate."""
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(
-                url.rstrip("/") + path, autoping=autoping, headers=headers, max_msg_size=0
+                url.rstrip("/") + path, autoping=autoping, headers=headers, max_msg_size=0, compress=compress
             )
         except BaseException:
             await session.close()

@@ -151,13 +151,16 @@ async def test_oversized_message_closes_1009_and_stops_calls_routed_to_it(
     engine_url: str, sdk_worker
 ) -> None:
     """A 65 MiB message closes its socket with 1009; a call routed to that socket ends invocation_stopped."""
-    raw = await raw_worker(engine_url, "raw-huge", "raw::hold")
+    # Deflated, so the engine reads the whole message (and answers with a close frame) before the
+    # client has finished writing; uncompressed, the write may die of a reset first.
+    raw = await raw_worker(engine_url, "raw-huge", "raw::hold", compress=15)
     try:
         caller = await sdk_worker(PROBE, engine_url)
         pending = asyncio.create_task(caller.call("raw::hold", {"x": 1}, timeout_ms=30000))
         await raw.wait_frame({"type": "invokefunction", "function_id": "raw::hold"})
-        await raw.send('{"type":"ping","pad":"' + "x" * (65 * MIB) + '"}')
+        sending = asyncio.create_task(raw.send('{"type":"ping","pad":"' + "x" * (65 * MIB) + '"}'))
         assert await raw.wait_closed() == 1009
+        await asyncio.gather(sending, return_exceptions=True)
         result = await pending
         assert not result["ok"] and result["code"] == "invocation_stopped", result
         assert result["message"] == "Invocation stopped"
