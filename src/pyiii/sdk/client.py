@@ -19,6 +19,7 @@ import inspect
 import itertools
 import logging
 import os
+import re
 import threading
 import traceback
 import uuid
@@ -91,6 +92,7 @@ _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _DEFAULT_NS_PREFIXES = ("engine::", "configuration::")
 
 _get_running_loop = asyncio._get_running_loop  # C accessor: None outside a loop, no exception
+_MAY_HOLD_CHANNEL_REF = re.compile(rb'"channel_id"|\\u').search
 
 
 class _Pending(msgspec.Struct):
@@ -782,10 +784,14 @@ class III:
                 log.warning("invocation of unknown function %s dropped", function_id)
             return
         data = message.data
+        channel_base = self._channel_base
         if data.__class__ is Raw:
+            # Only a frame holding "channel_id" (or a \u escape that could spell it) can carry a ref.
+            if channel_base is not None and _MAY_HOLD_CHANNEL_REF(memoryview(data)) is None:
+                channel_base = None
             data = decode_json(data)
-        if self._channel_base is not None and (type(data) is dict or type(data) is list):
-            data = materialize_channel_refs(data, self._channel_base)
+        if channel_base is not None and (type(data) is dict or type(data) is list):
+            data = materialize_channel_refs(data, channel_base)
         metadata = message.metadata
         if metadata is UNSET:
             metadata = None
