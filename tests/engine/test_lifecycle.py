@@ -248,13 +248,15 @@ async def test_cleanup_of_an_old_connection_never_touches_a_successor(
 
 
 async def test_engine_shutdown_closes_workers_with_1012(make_server: Any, connect: Connect) -> None:
-    """D19, §6.5 rule 1: on shutdown the engine closes every worker socket with 1012."""
+    """D19, cli §3.1: on shutdown pending callers get invocation_stopped, then sockets close with 1012."""
     server = await make_server()
     caller = await worker(server.url, connect, "caller")
     target = await worker(server.url, connect, "target")
     await target.serve("t::never", lambda f: asyncio.Event().wait())
-    await caller.invoke("t::never")
+    inv_id = await caller.invoke("t::never")
     await target.expect("invokefunction")
     await server.stop()
+    reply = await caller.expect({"type": "invocationresult", "invocation_id": inv_id})
+    assert reply["error"] == {"code": "invocation_stopped", "message": "Invocation stopped"}
     assert await target.wait_closed() == 1012
     assert await caller.wait_closed() == 1012

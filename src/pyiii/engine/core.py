@@ -203,12 +203,17 @@ class Engine:
 
     async def stop(self) -> None:
         """Close every peer with 1012 (D19), fail pending calls with ``invocation_stopped``, stop modules."""
+        # Fail pending calls first, while their callers are still live, so each caller gets its
+        # `invocation_stopped` before the 1012 close (RemotePeer.close drains queued frames first).
+        pending_calls = list(self.pending.values())
+        self.pending.clear()
+        for pending in pending_calls:
+            pending.target.inflight.pop(pending.id, None)
+            self._settle_error(pending, codes.INVOCATION_STOPPED, "Invocation stopped")
         peers = list(self.peers.values())
         for peer in peers:
             self.detach(peer)
         await asyncio.gather(*(p.close(1012, "engine shutting down") for p in peers), return_exceptions=True)
-        for pending in list(self.pending.values()):
-            self._settle_error(pending, codes.INVOCATION_STOPPED, "Invocation stopped")
         for module in reversed(self.modules):
             try:
                 await module.stop()
