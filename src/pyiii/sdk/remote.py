@@ -36,8 +36,10 @@ log = logging.getLogger("pyiii.sdk.remote")
 
 #: Inbound and outbound message limit (§10.5 rule 11).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-#: WebSocket ping interval (§2.4 rule 6).
+#: WebSocket ping interval (§2.4 rule 6), and how long its pong may take before the connection is
+#: taken for dead and replaced (the official Python SDK's 20 s and 20 s).
 HEARTBEAT_S = 20.0
+PONG_TIMEOUT_S = 20.0
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -137,6 +139,11 @@ class _Connection:
         self.writing: Awaitable[None] | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.writer: asyncio.Task[None] | None = None
+        self.keepalive: asyncio.Task[None] | None = None
+        #: Resolved by the read loop when the pong of the keepalive's ping arrives.
+        self.pong: asyncio.Future[None] | None = None
+        #: Set when the keepalive gave up on the socket (its close is already under way).
+        self.dead = False
 
     def write(self, data: bytes) -> None:
         if self.buffer or self.writing is not None:
@@ -252,7 +259,9 @@ class RemoteTransport(Transport):
                     ws = await session.ws_connect(
                         self._url,
                         headers=self._headers,
-                        heartbeat=HEARTBEAT_S,
+                        # Pings and pongs are handled here (_keepalive, _read_loop): aiohttp's
+                        # heartbeat costs a loop callback and a timer reset for every frame received.
+                        autoping=False,
                         max_msg_size=MAX_MESSAGE_BYTES,
                         decode_text=False,
                     )
@@ -298,7 +307,9 @@ class RemoteTransport(Transport):
         events = self._events
         assert events is not None
         conn = _Connection(ws)
-        conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
+        loop = asyncio.get_running_loop()
+        conn.writer = loop.create_task(conn.write_loop())
+        conn.keepalive = loop.create_task(self._keepalive(conn))
         self._conn = conn
         self.connected = True
         log.info("connected to %s", self._url)
@@ -309,11 +320,33 @@ class RemoteTransport(Transport):
             self.connected = False
             self._conn = None
             conn.writer.cancel()
-            if not ws.closed:
+            conn.keepalive.cancel()
+            if not ws.closed and not conn.dead:
                 with contextlib.suppress(Exception):
                     await ws.close()
             log.info("disconnected from %s (close code %s)", self._url, ws.close_code)
             events.connection_lost()
+
+    async def _keepalive(self, conn: _Connection) -> None:
+        """Ping every ``HEARTBEAT_S``; without a pong within ``PONG_TIMEOUT_S`` close the socket, which
+        ends the read loop, and the reconnect loop replaces the connection."""
+        loop = asyncio.get_running_loop()
+        ws = conn.ws
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            conn.pong = pong = loop.create_future()
+            try:
+                await ws.ping()
+                await asyncio.wait_for(pong, PONG_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("no pong from %s within %g s; reconnecting", self._url, PONG_TIMEOUT_S)
+                conn.dead = True
+                await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+                return
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                return  # the socket is gone; the read loop reports it
+            finally:
+                conn.pong = None
 
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse[Any], events: TransportEvents) -> None:
         received = events.message_received
@@ -329,6 +362,14 @@ class RemoteTransport(Transport):
                     received(message)
                 except Exception:  # a client bug must not kill the connection
                     log.exception("failed to handle %s", type(message).__name__)
+            elif kind is WSMsgType.PING:
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                    await ws.pong(frame.data)
+            elif kind is WSMsgType.PONG:
+                conn = self._conn
+                pong = conn.pong if conn is not None else None
+                if pong is not None and not pong.done():
+                    pong.set_result(None)
             elif kind is WSMsgType.ERROR:
                 log.warning("socket error on %s: %s", self._url, ws.exception())
                 return
