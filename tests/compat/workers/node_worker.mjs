@@ -207,14 +207,15 @@ class Worker {
     })
     this.client.registerTriggerType({ id: spec.id, description: spec.description ?? `${spec.id} (${SDK_ID})` }, {
       registerTrigger: async (cfg) => {
+        // Stored before the event: a test may `fire` as soon as it sees the event.
+        if (!spec.fail) provider.bindings.set(cfg.id, cfg)
         emit('trigger_register', fields(cfg))
         if (spec.fail) throw new Error(spec.fail)
-        provider.bindings.set(cfg.id, cfg)
         if ('fire_on_register' in spec) this.fire(provider, cfg, spec.fire_on_register)
       },
       unregisterTrigger: async (cfg) => {
-        emit('trigger_unregister', fields(cfg))
         provider.bindings.delete(cfg.id)
+        emit('trigger_unregister', fields(cfg))
       },
     })
   }

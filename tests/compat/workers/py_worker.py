@@ -130,17 +130,19 @@ class Provider(TriggerHandler):
         }
 
     async def register_trigger(self, config: Any) -> None:
+        # Stored before the event: a test may `fire` as soon as it sees the event.
+        if not self.spec.get("fail"):
+            self.bindings[config.id] = config
         OUT.emit("trigger_register", **self._fields(config))
         if self.spec.get("fail"):
             raise RuntimeError(self.spec["fail"])
-        self.bindings[config.id] = config
         if "fire_on_register" in self.spec:
             payload = self.spec["fire_on_register"]
             self.worker.pool.submit(self.worker.fire, self, config, payload)
 
     async def unregister_trigger(self, config: Any) -> None:
-        OUT.emit("trigger_unregister", **self._fields(config))
         self.bindings.pop(config.id, None)
+        OUT.emit("trigger_unregister", **self._fields(config))
 
 
 class Worker:
