@@ -226,6 +226,39 @@ def exit_when_parent_goes() -> None:
     threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
 
 
+#: Set by the orchestrator: the CPU a child pins itself to before it starts any thread.
+CPU_ENV = "PYIII_BENCH_CPU"
+
+
+def pin_cpu_from_env() -> None:
+    """Pin this process (and every thread it starts later) to ``$PYIII_BENCH_CPU`` when set."""
+    cpu = os.environ.get(CPU_ENV)
+    if cpu and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu)})
+
+
+LAYOUTS = ("split", "single", "none")
+
+
+def cpu_layout(layout: str) -> dict[str, int] | None:
+    """CPU of each role: ``split`` puts the router (relay or engine) alone on one CPU and client and
+    echo on another; ``single`` puts everything on one CPU (pure CPU cost, no parallelism);
+    ``none`` lets the scheduler decide.
+
+    Unpinned, the scheduler places the six processes of a run as it likes and keeps that placement
+    for seconds: one trio can run co-located (short wake-ups, no parallelism) while the other is
+    spread over both CPUs, which skews a ratio by up to 1.5x between runs. Pinned, both variants get
+    the same placement. ``None`` when not pinning (``none``, fewer than 2 CPUs, not Linux).
+    """
+    if layout == "none" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    other = cpus[0] if layout == "single" else cpus[1]
+    return {"client": cpus[0], "echo": cpus[0], "router": other, "inprocess": other}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Target, emit, serve_commands, wait_until_callable
+from _common import Target, emit, pin_cpu_from_env, serve_commands, wait_until_callable
 
 
 def main() -> int:
@@ -26,6 +26,7 @@ def main() -> int:
     parser.add_argument("--plan", required=True)
     args = parser.parse_args()
     plan: dict[str, Any] = json.loads(args.plan)
+    pin_cpu_from_env()
 
     import iii
 

@@ -31,7 +31,14 @@ import uvloop
 from aiohttp import WSMsgType, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Target, emit, exit_when_parent_goes, serve_commands, start_loop_thread
+from _common import (
+    Target,
+    emit,
+    exit_when_parent_goes,
+    pin_cpu_from_env,
+    serve_commands,
+    start_loop_thread,
+)
 
 UNSET = msgspec.UNSET
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="")
     parser.add_argument("--plan", default="{}", help="client: JSON measurement plan")
     args = parser.parse_args(argv)
+    pin_cpu_from_env()
     if args.role != "client":  # the client reads its commands from stdin and ends on EOF
         exit_when_parent_goes()
     try:

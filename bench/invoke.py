@@ -42,16 +42,20 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 from _common import (  # noqa: E402
+    CPU_ENV,
     FUNCTION_ID,
+    LAYOUTS,
     Child,
     Children,
     Target,
+    cpu_layout,
     emit,
     exit_when_parent_goes,
     free_port,
     install_signal_exit,
     latency_stats_us,
     make_payload,
+    pin_cpu_from_env,
     serve_commands,
     start_loop_thread,
     wait_port,
@@ -205,6 +209,15 @@ class Plan:
         self.warmup = args.warmup
         self.inflight = args.inflight
         self.payload = make_payload(args.payload_bytes)
+        self.layout = args.layout
+        self.cpus = cpu_layout(args.layout)
+
+    def env(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment of a child in ``role`` (client, router, echo, inprocess): its CPU when pinned."""
+        env = dict(extra or {})
+        if self.cpus is not None:
+            env[CPU_ENV] = str(self.cpus[role])
+        return env
 
     def client_plan(self, cpu_pids: dict[str, int] | None = None) -> str:
         return json.dumps({"function_id": FUNCTION_ID, "payload": self.payload, "cpu_pids": cpu_pids or {}})
@@ -216,10 +229,14 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
     relay_script = str(BENCH / "baseline_relay.py")
     # baseline: relay, echo, client
     relay_port = free_port()
-    relay = children.start("relay", _python_argv(relay_script, "relay", "--port", str(relay_port)))
+    relay = children.start(
+        "relay", _python_argv(relay_script, "relay", "--port", str(relay_port)), plan.env("router")
+    )
     relay.wait_event("ready", 30)
     relay_url = f"ws://127.0.0.1:{relay_port}"
-    echo_proc = children.start("relay-echo", _python_argv(relay_script, "echo", "--url", relay_url))
+    echo_proc = children.start(
+        "relay-echo", _python_argv(relay_script, "echo", "--url", relay_url), plan.env("echo")
+    )
     echo_proc.wait_event("ready", 30)
     clients = {
         RELAY: children.start(
@@ -232,21 +249,24 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
                 "--plan",
                 plan.client_plan({"router": relay.pid, "echo": echo_proc.pid}),
             ),
+            plan.env("client"),
         )
     }
     # pyiii: engine (as `pyiii -c CONFIG` runs it), worker B, worker A
-    url, cpu_pids = _start_pyiii(children, tmp, "", None)
+    url, cpu_pids = _start_pyiii(children, plan, tmp, "", None)
     clients[PYIII] = children.start(
-        "worker-a", _python_argv(me, "--role", "worker-a", "--url", url, "--plan", plan.client_plan(cpu_pids))
+        "worker-a",
+        _python_argv(me, "--role", "worker-a", "--url", url, "--plan", plan.client_plan(cpu_pids)),
+        plan.env("client"),
     )
     if args.compare_src:
         # The same three processes running another checkout of pyiii (before/after a change).
         env = {"PYTHONPATH": str(Path(args.compare_src).resolve() / "src")}
-        url2, cpu_pids2 = _start_pyiii(children, tmp, "-cmp", env)
+        url2, cpu_pids2 = _start_pyiii(children, plan, tmp, "-cmp", env)
         clients[PYIII_CMP] = children.start(
             "worker-a-cmp",
             _python_argv(me, "--role", "worker-a", "--url", url2, "--plan", plan.client_plan(cpu_pids2)),
-            env,
+            plan.env("client", env),
         )
     if not args.no_sdk025 and SDK025_PYTHON.exists():
         clients[SDK025] = children.start(
@@ -259,6 +279,7 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
                 "--plan",
                 plan.client_plan(cpu_pids),
             ],
+            plan.env("client"),
         )
     for client in clients.values():
         client.wait_event("ready", 60)
@@ -266,7 +287,7 @@ def start_remote(args: argparse.Namespace, plan: Plan, children: Children, tmp: 
 
 
 def _start_pyiii(
-    children: Children, tmp: Path, suffix: str, env: dict[str, str] | None
+    children: Children, plan: Plan, tmp: Path, suffix: str, env: dict[str, str] | None
 ) -> tuple[str, dict[str, int]]:
     """Engine and worker B; returns the engine URL and the pids whose CPU time worker A reports."""
     me = str(Path(__file__).resolve())
@@ -278,11 +299,15 @@ def _start_pyiii(
         f"workers:\n  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n      port: {port}\n"
     )
     engine = children.start(
-        f"engine{suffix}", _python_argv(me, "--role", "engine", "--config", str(config)), env
+        f"engine{suffix}",
+        _python_argv(me, "--role", "engine", "--config", str(config)),
+        plan.env("router", env),
     )
     wait_port(port, 30, lambda: engine.alive)
     url = f"ws://127.0.0.1:{port}"
-    worker_b = children.start(f"worker-b{suffix}", _python_argv(me, "--role", "worker-b", "--url", url), env)
+    worker_b = children.start(
+        f"worker-b{suffix}", _python_argv(me, "--role", "worker-b", "--url", url), plan.env("echo", env)
+    )
     worker_b.wait_event("ready", 30)
     return url, {"router": engine.pid, "echo": worker_b.pid}
 
@@ -343,7 +368,9 @@ def run_inprocess(
     out: dict[str, dict[str, list[Any]]] = {t: {"sequential": [], "throughput": []} for t in targets}
     try:
         child = children.start(
-            "inprocess", _python_argv(me, "--role", "inprocess", "--plan", plan.client_plan())
+            "inprocess",
+            _python_argv(me, "--role", "inprocess", "--plan", plan.client_plan()),
+            plan.env("inprocess"),
         )
         child.wait_event("ready", 60)
         for target in targets:
@@ -473,6 +500,13 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"sequential: {meta['calls']} calls per variant, throughput: {meta['throughput_calls']} calls with "
         f"{meta['inflight']} in flight; {meta['blocks']} interleaved blocks; "
         f"payload {meta['payload_bytes']} B",
+        "processes: "
+        + (
+            "pinned ({layout}): router (relay / engine) on CPU {router}, client (A) and echo (B) "
+            "on CPU {client}".format(layout=meta["layout"], **meta["cpu_layout"])
+            if meta["cpu_layout"]
+            else "not pinned (--layout none)"
+        ),
         "",
         f"{'remote (3 processes)':<48}{'median µs':>10}{'p90 µs':>10}{'p99 µs':>10}{'calls/s':>10}"
         f"{'× median':>10}{'× calls/s':>10}",
@@ -591,6 +625,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         "warmup": args.warmup,
         "inflight": args.inflight,
         "blocks": args.blocks,
+        "layout": plan.layout,
+        "cpu_layout": plan.cpus,
         "payload_bytes": len(json.dumps(plan.payload, separators=(",", ":"))),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
@@ -618,7 +654,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--inflight", type=int, default=64, help="concurrent calls of the throughput runs (64)")
     p.add_argument("--inprocess-calls", type=int, default=None, help="in-process timed calls (4x calls)")
-    p.add_argument("--blocks", type=int, default=10, help="interleaved blocks the calls are split into (10)")
+    p.add_argument("--blocks", type=int, default=20, help="interleaved blocks the calls are split into (20)")
     p.add_argument(
         "--warmup", type=int, default=None, help="untimed calls per variant first (calls/5, >= 200)"
     )
@@ -631,6 +667,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--compare-src",
         metavar="DIR",
         help="also run engine and workers from another pyiii checkout (DIR/src), interleaved",
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="split",
+        help="CPU pinning: split = router on one CPU, client+echo on another (default); "
+        "single = all on one CPU; none = the scheduler decides",
     )
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
@@ -657,6 +700,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.role:
+        pin_cpu_from_env()  # before any thread starts: every thread inherits the affinity
     if args.role == "engine":
         return role_engine(args.config)
     if args.role == "worker-b":
