@@ -340,11 +340,14 @@ class SdkWorker:
     async def wait_event(
         self,
         match: dict[str, Any] | Callable[[dict[str, Any]], bool],
-        *,
         timeout_s: float = EVENT_TIMEOUT_S,
+        *,
         since: int = 0,
     ) -> dict[str, Any]:
-        """The first event from position `since` that matches (a dict of expected fields, or a predicate)."""
+        """The first event from position `since` that matches (a dict of expected fields, or a predicate).
+
+        Fails the test after `timeout_s` (times $PYIII_TEST_TIME_FACTOR) with the events and stderr seen.
+        """
         what = match if isinstance(match, dict) else getattr(match, "__name__", "predicate")
         return await self._events.wait(
             _matcher(match), since, timeout_s, lambda: f"{self} waited for {what}\n{self.describe()}"
