@@ -473,6 +473,22 @@ async def test_reserved_function_ids_are_rejected(engine_url: str, sdk_worker, s
     assert not worker.find({"event": "connection_state", "state": "failed"})
 
 
+@pytest.mark.parametrize("sdk", ALL_SDKS)
+async def test_reserved_state_function_is_rejected(engine_proc, sdk_worker, sdk: str) -> None:
+    """A worker registering state::set (state module on) is refused; calls still reach the built-in."""
+    engine = await engine_proc(modules=[{"name": "iii-state"}])
+    worker = await sdk_worker(sdk, engine.url, functions=[echo("state::set", expect_registered=False)])
+    result = await worker.call_ok("state::set", {"scope": "compat", "key": "k", "value": {"v": 1}})
+    assert "got" not in result, f"the worker's state::set answered: {result}"
+    assert result["new_value"] == {"v": 1}
+    if sdk == "py-0.25":
+        logged = await worker.wait_event(
+            lambda e: e["event"] == "sdk_log" and "FUNCTION_NAMESPACE_CONFLICT" in e["message"]
+        )
+        assert "state::set" in logged["message"] and "worker ''" in logged["message"]
+    assert not worker.find({"event": "connection_state", "state": "failed"})
+
+
 # §11.15: reattach (raw frames; the SDKs send reattach only on a real reconnect)
 
 
