@@ -40,6 +40,15 @@ MIB = 1024 * 1024
 PROBE = "py-0.25"
 
 
+def needs_module(name: str) -> pytest.MarkDecorator:
+    """Run the test once pyiii ships module ``name``; until then skip it, saying so."""
+    from pyiii.server.app import PROVIDED_MODULES
+
+    return pytest.mark.skipif(
+        name not in PROVIDED_MODULES, reason=f"pyiii does not ship the {name} module yet (its own issue)"
+    )
+
+
 def is_uuid(value: object) -> bool:
     try:
         uuid.UUID(str(value))
@@ -238,6 +247,7 @@ async def test_binding_without_config_reaches_provider_with_null(
     assert delivered["config"] is None and delivered["function_id"] == "b::fn"
 
 
+@needs_module("iii-http")
 @pytest.mark.parametrize("binder_sdk", ["py-0.25", "node-0.22.1"])
 async def test_http_binding_without_config_is_rejected(engine_proc, sdk_worker, binder_sdk: str) -> None:
     """An http binding without config is rejected: "api_path is required" (logged by the SDK)."""
@@ -291,6 +301,7 @@ async def test_void_target_gets_an_invocation_id_and_its_result_is_dropped(
 # §11.7, §11.8: Enqueue
 
 
+@needs_module("iii-queue")
 @pytest.mark.parametrize("caller_sdk", ALL_SDKS)
 async def test_enqueue_returns_receipt_and_runs_the_function(
     engine_proc, sdk_worker, caller_sdk: str
@@ -473,6 +484,7 @@ async def test_reserved_function_ids_are_rejected(engine_url: str, sdk_worker, s
     assert not worker.find({"event": "connection_state", "state": "failed"})
 
 
+@needs_module("iii-state")
 @pytest.mark.parametrize("sdk", ALL_SDKS)
 async def test_reserved_state_function_is_rejected(engine_proc, sdk_worker, sdk: str) -> None:
     """A worker registering state::set (state module on) is refused; calls still reach the built-in."""
