@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - pytest-asyncio is a test dependency
@@ -56,4 +54,5 @@ if pytest_asyncio is not None:
     async def engine_url(engine_server: Any) -> AsyncIterator[str]:
         yield engine_server.url
 
-__all__ = ["make_settings", "pytest", "start_server"]
+
+__all__ = ["make_settings", "start_server"]
