@@ -701,8 +701,12 @@ async def test_logger_inside_a_handler_uses_the_trace_context(client: III, fake:
     client.register_function("a::f", handler)
     fake.deliver(InvokeFunction(function_id="a::f", invocation_id="i1", traceparent=TRACEPARENT))
     (sent,) = await fake.wait_for(lambda: calls(fake, "engine::log::info"))
-    assert sent.data == {"message": "inside", "trace_id": "0af7651916cd43dd8448eb211c80319c",
-                         "span_id": "b7ad6b7169203331"}  # fmt: skip
+    assert sent.data == {
+        "message": "inside",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": "b7ad6b7169203331",
+        "service_name": "test-worker",  # no service_name given: the worker's name
+    }
 
 
 async def test_logger_falls_back_to_logging_while_disconnected(

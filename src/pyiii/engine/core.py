@@ -530,7 +530,8 @@ class Engine:
             for binding in self.triggers.bindings.values():
                 if binding.provider is old:
                     self._uninstall(binding)
-        log.info("trigger type %s provided by %s", ttype.id, ttype.provider_peer.display_name)
+        level = logging.DEBUG if ttype.builtin is not None else logging.INFO
+        log.log(level, "trigger type %s provided by %s", ttype.id, ttype.provider_peer.display_name)
         for binding in list(self.triggers.bindings_of_type(ttype.id)):
             if binding.provider is None and self._find_provider(binding) is ttype:
                 self._install(binding)

@@ -102,9 +102,12 @@ class Logger:
                 payload["trace_id"] = trace_id
             if span_id is not None:
                 payload["span_id"] = span_id
-            if self.service_name is not None:
-                payload["service_name"] = self.service_name
             client = _active_client()
+            # Without an explicit service name, the record names the worker that logged it (the
+            # engine would otherwise print "unknown").
+            service_name = self.service_name or getattr(client, "_name", None)
+            if service_name is not None:
+                payload["service_name"] = service_name
             if client is not None and client.send_log(level, payload):
                 return
             if data is None:
