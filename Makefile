@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup setup-core setup-compat lint bench clean
+.PHONY: run test setup setup-core setup-compat setup-services lint bench clean
 
 ## run: install pyiii into .venv and serve on the embedded default (127.0.0.1:49134, data in ./data)
 run: setup-core
 	$(BIN)/pyiii
 
-## test: install everything (venv, official Python and Node SDKs) and run lint, types and the whole test suite
+## test: install everything (venv, official Python and Node SDKs, a running Redis) and run lint, types and all tests
 test: setup lint
 	$(BIN)/pytest
 
-setup: setup-core setup-compat
+setup: setup-core setup-compat setup-services
+
+## setup-services: the Redis server the Redis adapter tests use (127.0.0.1:6379 or $$REDIS_URL)
+setup-services:
+	scripts/ensure-redis
 
 setup-core: $(VENV)/.installed
 
