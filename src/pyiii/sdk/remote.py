@@ -18,12 +18,13 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Generator, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
 
+from pyiii._eager import start_eagerly
 from pyiii.protocol.codec import Ignored, decode_engine_frame, encode
 from pyiii.protocol.messages import WorkerMessage
 from pyiii.sdk.backoff import backoff_delays
@@ -94,36 +95,6 @@ def upgrade_headers(headers: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
-class _Resume:
-    """Awaiting it finishes a coroutine that was started by hand and suspended on ``suspended_on``
-    (what ``yield from`` would do had the coroutine been awaited from the start)."""
-
-    __slots__ = ("_coro", "_suspended_on")
-
-    def __init__(self, coro: Any, suspended_on: Any) -> None:
-        self._coro = coro
-        self._suspended_on = suspended_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self._coro, self._suspended_on
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation: delivered to the coroutine, as a task would
-                try:
-                    value = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration:
-                    return
-
-
 class _Connection:
     """One open socket: its outbound buffer and its single writer task.
 
@@ -150,16 +121,13 @@ class _Connection:
             self.buffer.append(data)
             self._wake()
             return
-        coro = self.ws.send_frame(data, WSMsgType.TEXT)
         try:
-            suspended_on = coro.send(None)
-        except StopIteration:
-            return
+            self.writing = start_eagerly(self.ws.send_frame(data, WSMsgType.TEXT))
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             log.debug("write failed: %s", exc)  # the socket died under us; the read loop reports it
             return
-        self.writing = _Resume(coro, suspended_on)
-        self._wake()
+        if self.writing is not None:
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self.waiter

@@ -12,12 +12,13 @@ import hmac
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from pyiii._eager import start_eagerly
 from pyiii.engine.peer import MAX_MESSAGE_BYTES, FrameTooLarge, Peer
 from pyiii.engine.rbac import Authorizer, AuthRefused
 from pyiii.protocol.codec import decode_worker_frame, encode
@@ -51,36 +52,6 @@ class ListenerAuth:
     expose: tuple[Any, ...] = ()
 
 
-class _Resume:
-    """Awaiting it finishes a coroutine that was started by hand and suspended on ``suspended_on``
-    (what ``yield from`` would do had the coroutine been awaited from the start)."""
-
-    __slots__ = ("_coro", "_suspended_on")
-
-    def __init__(self, coro: Any, suspended_on: Any) -> None:
-        self._coro = coro
-        self._suspended_on = suspended_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self._coro, self._suspended_on
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation: delivered to the coroutine, as a task would
-                try:
-                    value = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration:
-                    return
-
-
 class RemotePeer(Peer):
     """A worker connected over WebSocket."""
 
@@ -112,16 +83,13 @@ class RemotePeer(Peer):
         # Nothing waiting: write now instead of waking the writer task, which would cost one more loop
         # iteration per frame. aiohttp writes an uncompressed frame synchronously; it only suspends
         # to wait for a drain (backpressure) or a compressed frame: the writer task finishes those.
-        coro = self._ws.send_frame(data, WSMsgType.TEXT)
         try:
-            suspended_on = coro.send(None)
-        except StopIteration:
-            return
+            self._writing = start_eagerly(self._ws.send_frame(data, WSMsgType.TEXT))
         except (ConnectionError, RuntimeError):
             self._closing = True  # the socket is gone; the read loop runs the cleanup
             return
-        self._writing = _Resume(coro, suspended_on)
-        self._wake_writer()
+        if self._writing is not None:
+            self._wake_writer()
 
     def _wake_writer(self) -> None:
         waiter = self._waiter
