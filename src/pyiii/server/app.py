@@ -23,9 +23,9 @@ log = logging.getLogger("pyiii")
 
 SHUTDOWN_BUDGET_S = 10.0
 #: Modules the config accepts whose implementation lands with a later release of pyiii.
-_NOT_YET = ("http", "stream", "state", "pubsub", "cron", "queue")
+_NOT_YET = ("http", "stream", "pubsub", "cron", "queue")
 #: Canonical names of the modules this build runs (tests that need another module skip on it).
-PROVIDED_MODULES = frozenset({"iii-worker-manager", "iii-engine-functions", "iii-observability"})
+PROVIDED_MODULES = frozenset({"iii-worker-manager", "iii-engine-functions", "iii-observability", "iii-state"})
 
 
 class _Formatter(logging.Formatter):
@@ -74,6 +74,10 @@ class EngineServer:
         observability = _observability_module(s)
         if observability is not None:
             self.engine.add_module(observability)
+        if s.state is not None:
+            from pyiii.modules.state.module import StateModule
+
+            self.engine.add_module(StateModule(s.state))
 
     async def start(self) -> None:
         await self.engine.start()

@@ -1,0 +1,368 @@
+"""``kv`` with ``store_method: file_based``: durable state in SQLite (spec/state.md §8.3, D1).
+
+Design:
+
+* **One writer thread** owns the SQLite connection (WAL, ``synchronous=FULL``, exclusive locking so
+  a second engine cannot open the same database). It runs jobs handed over from the event loop and
+  reports back with ``call_soon_threadsafe``.
+* **Group commit.** Writes queue up on the loop; whenever the writer is idle, everything queued goes
+  to it as one batch: one transaction, one fsync. Writes arriving meanwhile form the next batch, so a
+  commit is never delayed to wait for more writes (§8.3 rule 3).
+* **Computing on the loop.** A write is computed (previous value, new value, position) on the event
+  loop against the newest state of its key: the latest queued write if any (the *overlay*), else the
+  committed data. Being synchronous, that is atomic per key, and a batch applies its writes in
+  order.
+* **Reads see only committed data** (C7): the committed contents live in a :class:`Keyspace`, updated
+  when a batch has committed, right before its callers are answered (in batch order, so writes to one
+  key return in commit order: contract rule 2). The whole store is therefore held in memory, as the
+  reference's kv store does.
+* **Failure.** If a commit fails, its writes fail, and so does every queued write to one of their
+  keys (it was computed on top of a write that never happened); nothing of them becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import StateStartupError, StoreError
+from .base import Compute, Entry, StateAdapter
+from .keyspace import Keyspace
+
+log = logging.getLogger("pyiii.state")
+
+#: Name of the database inside a ``file_path`` directory (config-cli-modules.md §2.6 rule 1).
+DB_FILE_NAME: Final = "pyiii-state.sqlite3"
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS state (scope TEXT NOT NULL, key TEXT NOT NULL,"
+    " pos INTEGER NOT NULL, value TEXT NOT NULL, PRIMARY KEY (scope, key))",
+    "CREATE INDEX IF NOT EXISTS state_by_pos ON state (scope, pos)",
+)
+_UPSERT: Final = (
+    "INSERT INTO state (scope, key, pos, value) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE: Final = "DELETE FROM state WHERE scope = ? AND key = ?"
+_SET_CLOCK: Final = "INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)"
+
+_Key = tuple[str, str]
+
+
+def resolve_db_path(file_path: str) -> Path:
+    """§8.3: an existing regular file is the database; anything else is a directory (created) holding
+    ``pyiii-state.sqlite3``. Reference ``*.bin`` files there are left alone, with a warning."""
+    path = Path(file_path)
+    if path.is_file():
+        return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateStartupError(f"state file_path '{file_path}': cannot create directory: {exc}") from exc
+    stale = sorted(p.name for p in path.glob("*.bin"))
+    if stale:
+        log.warning(
+            "state file_path '%s' holds files of the reference engine's format (%s); pyiii does not "
+            "read them and starts from its own database %s",
+            file_path,
+            ", ".join(stale),
+            DB_FILE_NAME,
+        )
+    return path / DB_FILE_NAME
+
+
+class _Write:
+    """One queued write. ``value`` is ``None`` for a delete."""
+
+    __slots__ = ("future", "key", "old", "position", "scope", "value")
+
+    def __init__(
+        self,
+        scope: str,
+        key: str,
+        position: int,
+        value: bytes | None,
+        old: bytes | None,
+        future: asyncio.Future[bytes | None],
+    ) -> None:
+        self.scope = scope
+        self.key = key
+        self.position = position
+        self.value = value
+        self.old = old
+        self.future = future
+
+
+class _WriterThread:
+    """A thread running jobs ``fn(connection)`` in order; each outcome is reported on the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.connection: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+        self._jobs.put((job, done))
+
+    async def call(self, job: Callable[[], Any]) -> Any:
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+        self.submit(job, done)
+        return await future
+
+    async def stop(self) -> None:
+        await self.call(self._close_connection)
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                break
+            job, done = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = job()
+            except BaseException as exc:
+                error = exc
+            try:
+                self._loop.call_soon_threadsafe(done, result, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                break
+        self._close_connection()
+
+
+class SqliteAdapter(StateAdapter):
+    """The durable embedded store (§8.3)."""
+
+    def __init__(self, file_path: str) -> None:
+        self.file_path = file_path
+        self.db_path: Path | None = None
+        self._committed = Keyspace()
+        #: Newest queued state of keys with writes in flight: (position, value or None if deleted).
+        self._overlay: dict[_Key, tuple[int, bytes | None]] = {}
+        self._in_flight: dict[_Key, int] = {}
+        self._clock = 0
+        self._queue: list[_Write] = []
+        self._committing = False
+        self._closing = False
+        self._drained: asyncio.Event | None = None
+        self._writer: _WriterThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        self.db_path = resolve_db_path(self.file_path)
+        self._loop = asyncio.get_running_loop()
+        self._writer = _WriterThread(self._loop, "pyiii-state-writer")
+        try:
+            epoch, clock, rows = await self._writer.call(self._open_database)
+        except sqlite3.Error as exc:
+            await self._writer.stop()
+            self._writer = None
+            raise StateStartupError(
+                f"cannot open the state database {self.db_path}: {exc}"
+                + (" (is another pyiii engine using it?)" if "locked" in str(exc) else "")
+            ) from exc
+        self.epoch = epoch
+        for scope, key, position, text in rows:
+            self._committed.put(scope, key, position, text.encode())
+        self._clock = max(clock, self._committed.max_position())
+        log.info("state store %s opened (%d keys)", self.db_path, len(rows))
+
+    def _open_database(self) -> tuple[str, int, list[tuple[str, str, int, str]]]:
+        """In the writer thread: open, lock, create the schema, load everything (§8.3 rules 6-7)."""
+        assert self._writer is not None
+        conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=0.5)
+        self._writer.connection = conn
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            epoch = meta.get("epoch")
+            if epoch is None:
+                epoch = uuid.uuid4().hex
+                conn.execute("INSERT INTO meta (name, value) VALUES ('epoch', ?)", (epoch,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        rows = conn.execute("SELECT scope, key, pos, value FROM state ORDER BY scope, pos").fetchall()
+        return str(epoch), int(meta.get("clock", 0)), rows
+
+    async def close(self) -> None:
+        """Stop accepting writes, wait for queued ones to commit, close the database."""
+        if self._writer is None or self._closing:
+            return
+        self._closing = True
+        if self._committing or self._queue:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        await self._writer.stop()
+
+    # -------------------------------------------------------------- reads (committed data only)
+
+    async def get(self, scope: str, key: str) -> bytes | None:
+        entry = self._committed.get(scope, key)
+        return None if entry is None else entry[1]
+
+    async def list_items(self, scope: str) -> list[tuple[str, bytes]]:
+        return self._committed.items(scope)
+
+    async def list_keys(self, scope: str) -> list[str]:
+        return self._committed.keys(scope)
+
+    async def list_after(self, scope: str, after: int, limit: int) -> list[Entry]:
+        return self._committed.after(scope, after, limit)
+
+    async def list_groups(self) -> list[str]:
+        return self._committed.scopes()
+
+    # -------------------------------------------------------------- writes
+
+    async def set(self, scope: str, key: str, value: bytes) -> bytes | None:
+        position, old = self._current(scope, key)
+        return await self._enqueue(scope, key, position, value, old)
+
+    async def delete(self, scope: str, key: str) -> bytes | None:
+        position, old = self._current(scope, key)
+        return await self._enqueue(scope, key, position, None, old)
+
+    async def update(self, scope: str, key: str, compute: Compute) -> tuple[bytes | None, bytes]:
+        position, old = self._current(scope, key)
+        new = compute(old)
+        await self._enqueue(scope, key, position, new, old)
+        return old, new
+
+    def _current(self, scope: str, key: str) -> tuple[int, bytes | None]:
+        """The newest state of a key, committed or queued: (its position or a new one, value)."""
+        if self._closing:
+            raise StoreError("the state store is closed")
+        entry = self._overlay.get((scope, key)) or self._committed.get(scope, key)
+        if entry is None or entry[1] is None:
+            self._clock += 1
+            return self._clock, None
+        return entry
+
+    def _enqueue(
+        self, scope: str, key: str, position: int, value: bytes | None, old: bytes | None
+    ) -> asyncio.Future[bytes | None]:
+        assert self._loop is not None
+        future: asyncio.Future[bytes | None] = self._loop.create_future()
+        sk = (scope, key)
+        self._overlay[sk] = (position, value)
+        self._in_flight[sk] = self._in_flight.get(sk, 0) + 1
+        self._queue.append(_Write(scope, key, position, value, old, future))
+        if not self._committing:
+            self._flush()
+        return future
+
+    def _flush(self) -> None:
+        assert self._writer is not None
+        batch, self._queue = self._queue, []
+        self._committing = True
+        clock = self._clock
+
+        def done(_result: Any, exc: BaseException | None) -> None:
+            self._batch_done(batch, exc)
+
+        self._writer.submit(lambda: self._commit_batch(batch, clock), done)
+
+    def _commit_batch(self, batch: list[_Write], clock: int) -> None:
+        """In the writer thread: one transaction for the whole batch, durable when it returns."""
+        assert self._writer is not None
+        conn = self._writer.connection
+        if conn is None:
+            raise sqlite3.OperationalError("the state database is closed")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                if write.value is None:
+                    conn.execute(_DELETE, (write.scope, write.key))
+                else:
+                    conn.execute(_UPSERT, (write.scope, write.key, write.position, write.value.decode()))
+            conn.execute(_SET_CLOCK, (str(clock),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _batch_done(self, batch: list[_Write], exc: BaseException | None) -> None:
+        """On the loop: publish a committed batch to readers and answer its callers, in order."""
+        self._committing = False
+        if exc is None:
+            committed = self._committed
+            for write in batch:
+                if write.value is None:
+                    committed.remove(write.scope, write.key)
+                else:
+                    committed.put(write.scope, write.key, write.position, write.value)
+                self._settled((write.scope, write.key))
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_result(write.old)
+        else:
+            self._fail(batch, exc)
+        if self._queue:
+            self._flush()
+        elif self._drained is not None:
+            self._drained.set()
+
+    def _settled(self, sk: _Key) -> None:
+        remaining = self._in_flight[sk] - 1
+        if remaining:
+            self._in_flight[sk] = remaining
+        else:
+            del self._in_flight[sk]
+            del self._overlay[sk]
+
+    def _fail(self, batch: list[_Write], exc: BaseException) -> None:
+        log.error("state commit of %d writes failed: %s", len(batch), exc)
+        error = StoreError(f"commit failed: {exc}")
+        failed_keys = {(write.scope, write.key) for write in batch}
+        doomed = batch + [w for w in self._queue if (w.scope, w.key) in failed_keys]
+        self._queue = [w for w in self._queue if (w.scope, w.key) not in failed_keys]
+        # Rebuild the overlay from the writes still queued (they never touched a failed key).
+        self._overlay.clear()
+        self._in_flight.clear()
+        for write in self._queue:
+            sk = (write.scope, write.key)
+            self._overlay[sk] = (write.position, write.value)
+            self._in_flight[sk] = self._in_flight.get(sk, 0) + 1
+        for write in doomed:
+            if not write.future.done():
+                write.future.set_exception(error)
+
+
+__all__ = ["DB_FILE_NAME", "SqliteAdapter", "resolve_db_path"]

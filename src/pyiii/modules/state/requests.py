@@ -1,0 +1,129 @@
+"""Decoding of the state functions' inputs, with serde-style error details (spec/state.md §3.2).
+
+Decoding is the only input validation (besides ``max_value_bytes`` and the page limits). Each decoder
+takes the payload as received and returns its fields, or raises :class:`RequestError` whose
+``detail`` follows ``Failed to deserialize input for <function id>: `` in the wire message. Unknown
+fields are ignored (§3.1 rule 2). Details follow the §3.2 table: a wrong type of ``scope``, ``key`` or
+``ops`` is serde's bare text (``invalid type: integer `1`, expected a string``), the paging fields
+are prefixed with their name (``limit: ...``), and problems inside an op carry its location
+(``ops[0].by: ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .ops import Op, OpsDecodeError, decode_ops, invalid_type
+
+#: 2^64 - 1: the largest ``usize`` of the reference.
+_USIZE_MAX: Final = 2**64 - 1
+
+#: The reference's struct names, used in ``expected struct <Name>`` details.
+SET_INPUT: Final = "StateSetInput"
+GET_INPUT: Final = "StateGetInput"
+DELETE_INPUT: Final = "StateDeleteInput"
+UPDATE_INPUT: Final = "StateUpdateInput"
+GROUP_INPUT: Final = "StateGetGroupInput"
+PAGE_INPUT: Final = "StateListPageInput"
+GROUPS_INPUT: Final = "StateListGroupsInput"
+
+
+class RequestError(ValueError):
+    """The payload does not decode; ``detail`` is the serde-style text (§3.2 rules 1-2)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _object(data: Any, struct: str) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    raise RequestError(invalid_type(data, f"struct {struct}"))
+
+
+def _string(obj: dict[str, Any], name: str) -> str:
+    try:
+        value = obj[name]
+    except KeyError:
+        raise RequestError(f"missing field `{name}`") from None
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise RequestError(invalid_type(value, "a string"))
+        value = str(value)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from an in-process caller; JSON cannot carry it
+            raise RequestError(f"{name}: invalid unicode code point") from None
+    return value
+
+
+def scope_key(data: Any, struct: str) -> tuple[str, str]:
+    """``{scope, key}`` of ``state::get`` and ``state::delete``."""
+    obj = _object(data, struct)
+    return _string(obj, "scope"), _string(obj, "key")
+
+
+def scope_only(data: Any, struct: str = GROUP_INPUT) -> str:
+    """``{scope}`` of ``state::list`` and ``state::list_keys``."""
+    return _string(_object(data, struct), "scope")
+
+
+def set_input(data: Any) -> tuple[str, str, Any]:
+    """``{scope, key, value}`` with ``data`` accepted instead of ``value`` (§5.1)."""
+    obj = _object(data, SET_INPUT)
+    scope, key = _string(obj, "scope"), _string(obj, "key")
+    if "value" in obj:
+        if "data" in obj:
+            raise RequestError("duplicate field `value`")
+        return scope, key, obj["value"]
+    if "data" in obj:
+        return scope, key, obj["data"]
+    raise RequestError("missing field `value`")
+
+
+def update_input(data: Any) -> tuple[str, str, tuple[Op, ...]]:
+    """``{scope, key, ops}``; one op that does not decode rejects the request (§3.2 rule 3)."""
+    obj = _object(data, UPDATE_INPUT)
+    scope, key = _string(obj, "scope"), _string(obj, "key")
+    if "ops" not in obj:
+        raise RequestError("missing field `ops`")
+    raw = obj["ops"]
+    try:
+        ops = decode_ops(raw)
+    except OpsDecodeError as exc:
+        raise RequestError(exc.detail) from None
+    return scope, key, ops
+
+
+def page_input(data: Any) -> tuple[str, str | None, int | None]:
+    """``{scope, cursor?, limit?}`` of ``state::list_entries``; ``null`` means absent (§5.7)."""
+    obj = _object(data, PAGE_INPUT)
+    scope = _string(obj, "scope")
+    cursor = obj.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise RequestError(f"cursor: {invalid_type(cursor, 'a string')}")
+    limit = obj.get("limit")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise RequestError(f"limit: {invalid_type(limit, 'usize')}")
+        if not 0 <= limit <= _USIZE_MAX:
+            raise RequestError(f"limit: invalid value: integer `{limit}`, expected usize")
+    return scope, cursor, limit
+
+
+def groups_input(data: Any) -> None:
+    """``{}`` of ``state::list_groups``; ``null`` does not decode (§5.8)."""
+    _object(data, GROUPS_INPUT)
+
+
+__all__ = [
+    "RequestError",
+    "groups_input",
+    "page_input",
+    "scope_key",
+    "scope_only",
+    "set_input",
+    "update_input",
+]

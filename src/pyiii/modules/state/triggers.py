@@ -1,0 +1,386 @@
+"""The ``state`` trigger type: matching, per-key ordered delivery, statistics (spec/state.md §7).
+
+Delivery model (§7.5, D6): every (trigger, scope, key) has its own FIFO queue with at most one
+delivery running. :meth:`StateTriggers.publish` is synchronous and called in commit order, right
+after a write commits, so each queue holds its key's events in commit order; it never waits, so the
+write's reply is never delayed. A queue is drained by its own task and dropped when empty: different
+keys and different triggers never wait for each other.
+
+A delivery calls the trigger's condition (if any) and then its function, both in the trigger's
+namespace, each limited by ``trigger_timeout_ms``. Outcomes are logged and counted in the binding's
+:class:`DeliveryStats`, shown by ``engine::registered-triggers::list`` (§7.6). There are no retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from msgspec import UNSET
+
+from pyiii.engine.registry import Binding
+from pyiii.protocol.errors import InvocationError, TriggerRegistrationError
+
+from .ops import invalid_type
+
+if TYPE_CHECKING:
+    from pyiii.engine.core import Engine
+
+log = logging.getLogger("pyiii.state")
+
+TRIGGER_TYPE: Final = "state"
+TRIGGER_DESCRIPTION: Final = "State trigger"
+
+CREATED: Final = "state:created"
+UPDATED: Final = "state:updated"
+DELETED: Final = "state:deleted"
+
+#: How long a graceful shutdown waits for running and queued deliveries (§7.5 lifecycle).
+SHUTDOWN_WAIT_S: Final = 5.0
+
+_CONFIG_FIELDS: Final = ("scope", "key", "condition_function_id")
+
+
+class LiveSettings:
+    """The settings read at write or delivery time (§9.3): the module and its triggers share one."""
+
+    __slots__ = ("max_value_bytes", "trigger_timeout_ms", "triggers_enabled")
+
+    def __init__(self, *, triggers_enabled: bool, max_value_bytes: int | None, trigger_timeout_ms: int):
+        self.triggers_enabled = triggers_enabled
+        self.max_value_bytes = max_value_bytes
+        self.trigger_timeout_ms = trigger_timeout_ms
+
+
+def event_payload(event_type: str, scope: str, key: str, old_value: Any, new_value: Any) -> dict[str, Any]:
+    """The six-field event (§7.4), keys in byte order (§3.3 rule 5)."""
+    return {
+        "event_type": event_type,
+        "key": key,
+        "new_value": new_value,
+        "old_value": old_value,
+        "scope": scope,
+        "type": "state",
+    }
+
+
+class DeliveryStats:
+    """Counters of one trigger (§7.6)."""
+
+    __slots__ = (
+        "condition_failed",
+        "condition_skipped",
+        "delivered",
+        "discarded",
+        "failed",
+        "last_error",
+        "pending",
+        "timed_out",
+    )
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.timed_out = 0
+        self.condition_skipped = 0
+        self.condition_failed = 0
+        self.discarded = 0
+        self.pending = 0
+        self.last_error: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "condition_failed": self.condition_failed,
+            "condition_skipped": self.condition_skipped,
+            "delivered": self.delivered,
+            "discarded": self.discarded,
+            "failed": self.failed,
+            "last_error": self.last_error,
+            "pending": self.pending,
+            "timed_out": self.timed_out,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerConfig:
+    """A decoded ``state`` trigger config (§7.1): ``None`` fields match anything."""
+
+    scope: str | None
+    key: str | None
+    condition_function_id: str | None
+
+    @classmethod
+    def parse(cls, config: Any) -> TriggerConfig:
+        """Decode a config; raises ``ValueError`` with a serde-style detail."""
+        if not isinstance(config, dict):
+            raise ValueError(invalid_type(None if config is UNSET else config, "struct StateTriggerConfig"))
+        values: dict[str, str | None] = {}
+        for name in _CONFIG_FIELDS:
+            value = config.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name}: {invalid_type(value, 'a string')}")
+            values[name] = value
+        return cls(values["scope"], values["key"], values["condition_function_id"] or None)
+
+
+class StateTrigger:
+    """A registered ``state`` trigger: its config, its per-key queues and its counters.
+
+    Kept in ``binding.state``; the engine's introspection reads :meth:`delivery_stats`.
+    """
+
+    __slots__ = ("binding", "closed", "config", "queues", "stats")
+
+    def __init__(self, binding: Binding, config: TriggerConfig) -> None:
+        self.binding = binding
+        self.config = config
+        self.stats = DeliveryStats()
+        #: (scope, key) -> events not yet finished; the head is the one being delivered.
+        self.queues: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self.closed = False
+
+    def delivery_stats(self) -> dict[str, Any]:
+        return self.stats.as_dict()
+
+
+class StateTriggers:
+    """The ``state`` trigger provider (a ``TriggerProvider`` for the engine) and event dispatcher."""
+
+    def __init__(self, engine: Engine, live: LiveSettings) -> None:
+        self._engine = engine
+        self._live = live
+        self._exact: dict[tuple[str, str], dict[str, StateTrigger]] = {}
+        self._by_scope: dict[str, dict[str, StateTrigger]] = {}
+        self._by_key: dict[str, dict[str, StateTrigger]] = {}
+        self._any: dict[str, StateTrigger] = {}
+        self._count = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Events dropped because ``triggers_enabled`` was false (§7.6).
+        self.events_dropped_disabled = 0
+
+    # -------------------------------------------------------------- registration (TriggerProvider)
+
+    def register_trigger(self, binding: Binding) -> None:
+        try:
+            config = TriggerConfig.parse(binding.config)
+        except ValueError as exc:
+            raise TriggerRegistrationError(f"Failed to parse trigger config: {exc}") from None
+        trigger = StateTrigger(binding, config)
+        binding.state = trigger
+        index, index_key = self._slot(config)
+        if index is None:
+            self._any[binding.id] = trigger
+        else:
+            index.setdefault(index_key, {})[binding.id] = trigger
+        self._count += 1
+
+    def unregister_trigger(self, binding: Binding) -> None:
+        trigger = binding.state
+        if not isinstance(trigger, StateTrigger) or trigger.closed:
+            return
+        trigger.closed = True
+        self._count -= 1
+        index, index_key = self._slot(trigger.config)
+        group = self._any if index is None else index.get(index_key)
+        if group is not None and group.get(binding.id) is trigger:
+            del group[binding.id]
+            if not group and index is not None:
+                del index[index_key]
+        self._discard_queued(trigger, "unregistered")
+
+    def _slot(self, config: TriggerConfig) -> tuple[dict[Any, dict[str, StateTrigger]] | None, Any]:
+        """The index holding triggers of this config and their key there (``None``: match-all)."""
+        if config.scope is not None:
+            if config.key is not None:
+                return self._exact, (config.scope, config.key)
+            return self._by_scope, config.scope
+        if config.key is not None:
+            return self._by_key, config.key
+        return None, None
+
+    # -------------------------------------------------------------- events
+
+    @property
+    def active(self) -> bool:
+        """Whether any trigger is registered (lets writes skip building events)."""
+        return self._count > 0
+
+    def publish(self, event_type: str, scope: str, key: str, old_value: Any, new_value: Any) -> None:
+        """Queue one committed write's event for every matching trigger (§7.2, §7.3). Never waits."""
+        if not self._count:
+            return
+        if not self._live.triggers_enabled:
+            self.events_dropped_disabled += 1
+            log.debug("state event %s %r/%r dropped: triggers are disabled", event_type, scope, key)
+            return
+        payload: dict[str, Any] | None = None
+        for group in (
+            self._any,
+            self._exact.get((scope, key)),
+            self._by_scope.get(scope),
+            self._by_key.get(key),
+        ):
+            if not group:
+                continue
+            if payload is None:
+                payload = event_payload(event_type, scope, key, old_value, new_value)
+            for trigger in group.values():
+                self._enqueue(trigger, (scope, key), payload)
+
+    def _enqueue(self, trigger: StateTrigger, scope_key: tuple[str, str], payload: dict[str, Any]) -> None:
+        trigger.stats.pending += 1
+        queue = trigger.queues.get(scope_key)
+        if queue is not None:
+            queue.append(payload)
+            return
+        queue = trigger.queues[scope_key] = deque((payload,))
+        task = self._engine.loop.create_task(self._drain(trigger, scope_key, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(
+        self, trigger: StateTrigger, scope_key: tuple[str, str], queue: deque[dict[str, Any]]
+    ) -> None:
+        """Deliver one key's events to one trigger, one at a time, in order (§7.5 rule 1)."""
+        try:
+            while queue:
+                try:
+                    await self._deliver(trigger, queue[0])
+                finally:
+                    if queue:
+                        queue.popleft()
+                        trigger.stats.pending -= 1
+        finally:
+            if trigger.queues.get(scope_key) is queue:
+                del trigger.queues[scope_key]
+
+    async def _deliver(self, trigger: StateTrigger, payload: dict[str, Any]) -> None:
+        binding = trigger.binding
+        stats = trigger.stats
+        condition = trigger.config.condition_function_id
+        if condition is not None:
+            try:
+                verdict = await self._call(condition, payload, binding.namespace, None)
+            except Exception as exc:
+                stats.condition_failed += 1
+                self._log_failure(trigger, payload, condition, exc, "condition")
+                return
+            if verdict is False:  # only an explicit false blocks (§7.5 step 1)
+                stats.condition_skipped += 1
+                return
+        try:
+            await self._call(binding.function_id, payload, binding.namespace, binding.metadata)
+        except TimeoutError as exc:
+            stats.timed_out += 1
+            stats.last_error = self._error_record(exc)
+            self._log_failure(trigger, payload, binding.function_id, exc, "handler")
+        except Exception as exc:
+            stats.failed += 1
+            stats.last_error = self._error_record(exc)
+            self._log_failure(trigger, payload, binding.function_id, exc, "handler")
+        else:
+            stats.delivered += 1
+
+    async def _call(self, function_id: str, payload: Any, namespace: str, metadata: Any) -> Any:
+        timeout_ms = self._live.trigger_timeout_ms
+        call = self._engine.invoke(function_id, payload, namespace=namespace, metadata=metadata)
+        if not timeout_ms:
+            return await call
+        async with asyncio.timeout(timeout_ms / 1000):
+            return await call
+
+    def _error_record(self, exc: Exception) -> dict[str, Any]:
+        code, message = self._describe(exc)
+        return {"at": int(time.time() * 1000), "code": code, "message": message}
+
+    def _describe(self, exc: Exception) -> tuple[str, str]:
+        if isinstance(exc, InvocationError):
+            return exc.code, exc.message
+        if isinstance(exc, TimeoutError):
+            return "timeout", f"no result within trigger_timeout_ms ({self._live.trigger_timeout_ms} ms)"
+        return "invocation_error", str(exc) or type(exc).__name__
+
+    def _log_failure(
+        self, trigger: StateTrigger, payload: dict[str, Any], function_id: str, exc: Exception, role: str
+    ) -> None:
+        code, message = self._describe(exc)
+        log.warning(
+            "state trigger %s: %s %s failed for %s %r/%r: %s: %s",
+            trigger.binding.id,
+            role,
+            function_id,
+            payload["event_type"],
+            payload["scope"],
+            payload["key"],
+            code,
+            message,
+        )
+
+    def _discard_queued(self, trigger: StateTrigger, why: str) -> None:
+        """Drop queued (not running) deliveries of a trigger; the running ones complete (§7.5)."""
+        dropped = 0
+        for queue in trigger.queues.values():
+            if len(queue) > 1:
+                head = queue[0]
+                dropped += len(queue) - 1
+                queue.clear()
+                queue.append(head)
+        if dropped:
+            trigger.stats.discarded += dropped
+            trigger.stats.pending -= dropped
+            log.info("state trigger %s %s: %d queued deliveries discarded", trigger.binding.id, why, dropped)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def idle(self) -> None:
+        """Wait until no delivery is queued or running (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Graceful stop (§7.5): wait up to ``wait_s`` for deliveries, then discard the rest."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self.idle()
+        tasks = list(self._tasks)
+        for group in self._all_triggers():
+            for trigger in group:
+                dropped = sum(len(queue) for queue in trigger.queues.values())
+                if dropped:
+                    trigger.stats.discarded += dropped
+                    trigger.stats.pending -= dropped
+                    log.warning(
+                        "state trigger %s: %d deliveries discarded at shutdown", trigger.binding.id, dropped
+                    )
+                    trigger.queues.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _all_triggers(self) -> list[list[StateTrigger]]:
+        groups: list[list[StateTrigger]] = [list(self._any.values())]
+        for index in (self._exact, self._by_scope, self._by_key):
+            groups.extend(list(group.values()) for group in index.values())
+        return groups
+
+
+__all__ = [
+    "CREATED",
+    "DELETED",
+    "TRIGGER_DESCRIPTION",
+    "TRIGGER_TYPE",
+    "UPDATED",
+    "DeliveryStats",
+    "LiveSettings",
+    "StateTrigger",
+    "StateTriggers",
+    "TriggerConfig",
+    "event_payload",
+]
