@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 FUNCTION_ID = "bench::echo"
@@ -129,11 +129,22 @@ def cpu_ns(pids: dict[str, int]) -> dict[str, int]:
 
 
 class Target:
-    """One thing a client can time: an async ``call`` run on ``loop``, or a blocking one (loop None)."""
+    """One thing a client can time: an async ``call`` run on ``loop``, or a blocking one (loop None).
 
-    def __init__(self, call: Callable[[], Any], loop: asyncio.AbstractEventLoop | None) -> None:
+    ``block``, when given, runs a whole ``{"kind": "custom"}`` block itself: ``await block(cmd)``
+    on ``loop`` returns the fields to report (for measurements that are not one call timed from the
+    outside, e.g. a write and the trigger handlers it starts in another process).
+    """
+
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        loop: asyncio.AbstractEventLoop | None,
+        block: Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]] | None = None,
+    ) -> None:
         self.call = call
         self.loop = loop
+        self.block = block
 
 
 def run_command(cmd: dict[str, Any], targets: dict[str, Target], cpu_pids: dict[str, int]) -> dict[str, Any]:
@@ -149,6 +160,11 @@ def run_command(cmd: dict[str, Any], targets: dict[str, Target], cpu_pids: dict[
         blocking_sequential_block(target.call, 0, warmup)
         before = cpu_ns(cpu_pids)
         out["samples_ns"] = blocking_sequential_block(target.call, calls, 0)
+    elif kind == "custom":
+        if target.block is None or target.loop is None:
+            raise ValueError(f"target {out['target']!r} has no custom block")
+        before = cpu_ns(cpu_pids)
+        out.update(asyncio.run_coroutine_threadsafe(target.block(cmd), target.loop).result(timeout))
     else:
         loop = target.loop
         if warmup:
@@ -170,7 +186,8 @@ def run_command(cmd: dict[str, Any], targets: dict[str, Target], cpu_pids: dict[
 def serve_commands(targets: dict[str, Target], cpu_pids: dict[str, int] | None = None, **ready: Any) -> None:
     """Answer JSON commands from stdin until EOF or ``{"cmd": "exit"}`` (runs on the main thread).
 
-    A command: ``{"kind": "sequential" | "throughput", "calls", "warmup", "inflight"?, "target"?}``.
+    A command: ``{"kind": "sequential" | "throughput" | "custom", "calls", "warmup", "inflight"?,
+    "target"?}`` (``custom``: the target's own ``block``, given the whole command).
     """
     pids = {"client": os.getpid(), **(cpu_pids or {})}
     emit("ready", targets=sorted(targets), **ready)
