@@ -28,7 +28,7 @@ async def make_state(tmp_path: Path) -> AsyncIterator[Callable[..., StateHarness
     def make(kind: str, *, prefix: str | None = None) -> StateHarness:
         prefix = prefix or f"pyiii-test:{uuid.uuid4().hex}:"
         prefixes.add(prefix)
-        harness = StateHarness(kind, adapter_factory(kind, tmp_path, prefix))
+        harness = StateHarness(kind, adapter_factory(kind, tmp_path, prefix), prefix=prefix)
         made.append(harness)
         return harness
 

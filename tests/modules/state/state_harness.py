@@ -56,6 +56,8 @@ class StateHarness:
 
     kind: str
     make_adapter: Callable[[], StateAdapter]
+    #: Redis key prefix of the store (pass it to ``make_state`` for a second engine on the same data).
+    prefix: str = ""
     settings: StateSettings = field(default_factory=StateSettings)
     server: EngineServer | None = None
     module: StateModule | None = None

@@ -14,7 +14,6 @@ namespace, each limited by ``trigger_timeout_ms``. Outcomes are logged and count
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -340,14 +339,14 @@ class StateTriggers:
     async def idle(self) -> None:
         """Wait until no delivery is queued or running (for tests and shutdown)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.wait(list(self._tasks))
 
     async def close(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
         """Graceful stop (§7.5): wait up to ``wait_s`` for deliveries, then discard the rest."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    await self.idle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
         tasks = list(self._tasks)
         for group in self._all_triggers():
             for trigger in group:
@@ -358,11 +357,12 @@ class StateTriggers:
                     log.warning(
                         "state trigger %s: %d deliveries discarded at shutdown", trigger.binding.id, dropped
                     )
-                    trigger.queues.clear()
+                    for queue in trigger.queues.values():
+                        queue.clear()
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)
 
     def _all_triggers(self) -> list[list[StateTrigger]]:
         groups: list[list[StateTrigger]] = [list(self._any.values())]
