@@ -63,3 +63,9 @@ async def worker(state: StateHarness) -> AsyncIterator[III]:
         yield client
     finally:
         await client.shutdown_async()
+
+
+@pytest_asyncio.fixture
+async def redis_state(make_state: Callable[..., StateHarness]) -> StateHarness:
+    """A started engine on the shared Redis (own key prefix)."""
+    return await make_state("redis").start()

@@ -6,7 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import signal
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -16,6 +20,7 @@ from typing import Any
 import pytest
 from msgspec import UNSET
 
+from helpers import TIME_FACTOR
 from pyiii import III, Trigger
 from pyiii.config import AdapterSettings, StateSettings
 from pyiii.engine.core import Engine
@@ -206,3 +211,96 @@ def watch(
     if metadata is not None:
         spec["metadata"] = metadata
     return recorder, client.register_trigger(spec)
+
+
+# ------------------------------------------------------------------------------ engine subprocesses
+
+#: §3.1: the line the engine logs once its worker listener is bound.
+LISTENING = re.compile(r"\] Engine listening on address: (\S+):(\d+)$")
+STARTUP_WAIT_S = 20.0 * TIME_FACTOR
+
+
+def state_config(directory: Path, adapter: str) -> Path:
+    """A config file with one worker listener on a free port and the state module on ``adapter``
+    (a YAML flow mapping, e.g. ``{name: kv, config: {store_method: file_based, file_path: ./data}}``)."""
+    path = directory / "config.yaml"
+    path.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n"
+        "    config: {port: 0}\n"
+        "  - name: iii-state\n"
+        f"    config: {{adapter: {adapter}}}\n"
+    )
+    return path
+
+
+class EngineProcess:
+    """``python -m pyiii.cli -c CONFIG`` in a directory; stderr is collected line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._eof = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        self.url = ""
+
+    @classmethod
+    async def start(cls, config: Path, cwd: Path, *, wait: bool = True) -> EngineProcess:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("III_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyiii.cli", "-c", str(config),
+            cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        engine = cls(proc)
+        if wait:
+            match = await engine.wait_for(LISTENING)
+            engine.url = f"ws://{match[1]}:{match[2]}"
+        return engine
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for raw in self.proc.stderr:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.set()
+        finally:
+            self._eof.set()
+            self._changed.set()
+
+    async def wait_for(self, pattern: re.Pattern[str], timeout_s: float = STARTUP_WAIT_S) -> re.Match[str]:
+        """The first stderr line matching ``pattern`` (fails if the process exits first)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for line in self.lines:
+                    match = pattern.search(line)
+                    if match is not None:
+                        return match
+                if self._eof.is_set():
+                    raise AssertionError(f"engine exited without {pattern.pattern!r}: {self.lines}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def exit_code(self, timeout_s: float = STARTUP_WAIT_S) -> int:
+        async with asyncio.timeout(timeout_s):
+            code = await self.proc.wait()
+            await self._eof.wait()
+        return code
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> int:
+        """SIGTERM (a graceful stop); the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return await self.exit_code()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader

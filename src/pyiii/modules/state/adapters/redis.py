@@ -162,9 +162,18 @@ return out
 class RedisAdapter(StateAdapter):
     """State in Redis, shared by every engine configured with the same URL and prefix."""
 
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_budget_s: float = CONNECT_BUDGET_S,
+        socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    ) -> None:
         self.url = url
         self.keys = RedisKeys(prefix)
+        self.connect_budget_s = connect_budget_s
+        self.socket_timeout_s = socket_timeout_s
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
@@ -176,9 +185,9 @@ class RedisAdapter(StateAdapter):
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             max_connections=MAX_CONNECTIONS,
-            timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
+            timeout=self.socket_timeout_s,
+            socket_connect_timeout=min(SOCKET_CONNECT_TIMEOUT_S, self.socket_timeout_s),
+            socket_timeout=self.socket_timeout_s,
             # One quick retry replaces a pooled connection that died with a restarted Redis.
             retry=Retry(NoBackoff(), 1),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -197,7 +206,7 @@ class RedisAdapter(StateAdapter):
             )
         }
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CONNECT_BUDGET_S
+        deadline = loop.time() + self.connect_budget_s
         while True:
             try:
                 async with asyncio.timeout(max(deadline - loop.time(), 0.01)):
@@ -209,7 +218,8 @@ class RedisAdapter(StateAdapter):
                     self._client = None
                     await client.aclose()
                     raise StateStartupError(
-                        f"Redis connection timed out after 5s. Please ensure Redis is running at: {self.url}"
+                        f"Redis connection timed out after {self.connect_budget_s:g}s. "
+                        f"Please ensure Redis is running at: {self.url}"
                     ) from exc
                 await asyncio.sleep(0.1)
         self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)

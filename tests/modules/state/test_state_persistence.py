@@ -1,0 +1,305 @@
+"""Persistence (spec/state.md §8.3, D1; checklist L): restarts on the persistent adapters, ``kill -9``
+of an engine process in the middle of acknowledged writes, and the file_based store's startup rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from state_harness import NO_RESULT, EngineProcess, StateHarness, state_config
+
+from pyiii import III, InitOptions, ReconnectionConfig, register_worker
+from pyiii.config import AdapterSettings, StateSettings
+from pyiii.errors import InvocationError
+from pyiii.modules.state.adapters.sqlite import DB_FILE_NAME, SqliteAdapter
+from pyiii.modules.state.errors import StateStartupError
+from pyiii.modules.state.module import StateModule
+from pyiii.server.app import EngineServer
+from pyiii.testing import make_settings
+
+FILE_BASED = "{name: kv, config: {store_method: file_based, file_path: ./data/state_store.db}}"
+
+
+# ------------------------------------------------------------------------------ restarts (file_based, redis)
+
+
+async def test_graceful_restart(persistent: StateHarness) -> None:
+    """L125, L127-L130 [R]: values, nulls, the empty scope, order and deletions survive a restart."""
+    state = persistent
+    await state.set("", "", {"empty": "scope"})
+    for key in ("c", "a", "b"):
+        await state.set("s", key, {"k": key, "l": []})
+    await state.set("s", "n", None)
+    await state.set("s", "a", 2**64 - 1)  # overwrite keeps its place
+    await state.delete("s", "c")
+    await state.set("s", "c", "again")  # re-created at the end
+    await state.set("gone", "x", 1)
+    await state.delete("gone", "x")
+    await state.update("s", "u", [{"type": "increment", "path": "n", "by": 5}])
+    await state.restart()
+    assert await state.get("", "") == {"empty": "scope"}
+    assert await state.keys("s") == ["a", "b", "n", "c", "u"]
+    assert await state.call("state::list", {"scope": "s"}) == [
+        2**64 - 1,
+        {"k": "b", "l": []},
+        None,
+        "again",
+        {"n": 5},
+    ]
+    assert await state.get("gone", "x") is NO_RESULT
+    assert await state.groups() == ["", "s"]
+    await state.set("s", "z", 1)  # positions keep growing after a restart
+    assert (await state.keys("s"))[-1] == "z"
+
+
+@pytest_asyncio.fixture
+async def client_of() -> AsyncIterator[Callable[..., Any]]:
+    """``await client_of(url)``: a pyiii SDK worker over WebSocket that never reconnects."""
+    made: list[III] = []
+
+    async def make(url: str) -> III:
+        options = InitOptions(worker_name="durability", reconnection_config=ReconnectionConfig(max_retries=0))
+        client = await asyncio.to_thread(register_worker, url, options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await asyncio.to_thread(client.shutdown)
+
+
+@pytest_asyncio.fixture
+async def processes() -> AsyncIterator[list[EngineProcess]]:
+    """Engine subprocesses to kill at the end."""
+    started: list[EngineProcess] = []
+    yield started
+    for engine in started:
+        await engine.close()
+
+
+async def stored_entries(client: III) -> dict[str, Any]:
+    """Every entry of scope "d", walking list_entries."""
+    out: dict[str, Any] = {}
+    cursor = None
+    while True:
+        page = await client.trigger_async(
+            {"function_id": "state::list_entries", "payload": {"scope": "d", "limit": 1000, "cursor": cursor}}
+        )
+        out.update((entry["key"], entry["value"]) for entry in page["entries"])
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            return out
+
+
+@pytest.mark.slow
+async def test_kill_9_in_the_middle_of_acknowledged_writes(
+    tmp_path: Path, processes: list[EngineProcess], client_of: Callable[..., Any]
+) -> None:
+    """Issue 3, D1: kill -9 while 5,000 state::set calls are in flight; after a restart every
+    acknowledged write is there with its value."""
+    config = state_config(tmp_path, FILE_BASED)
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    client = await client_of(engine.url)
+    acknowledged: dict[str, int] = {}
+    half = asyncio.Event()
+    in_flight = asyncio.Semaphore(200)
+
+    async def write(i: int) -> None:
+        async with in_flight:
+            key = f"key-{i:05}"
+            try:
+                result = await client.trigger_async(
+                    {"function_id": "state::set", "payload": {"scope": "d", "key": key, "value": {"i": i}}}
+                )
+            except InvocationError:
+                return  # not acknowledged: the engine died first
+            assert result["new_value"] == {"i": i}
+            acknowledged[key] = i
+            if len(acknowledged) >= 2500:
+                half.set()
+
+    writers = [asyncio.ensure_future(write(i)) for i in range(5000)]
+    await half.wait()
+    engine.kill9()
+    assert await engine.exit_code() == -9
+    await asyncio.to_thread(client.shutdown)
+    for writer in writers:
+        writer.cancel()
+    await asyncio.gather(*writers, return_exceptions=True)
+    assert 2500 <= len(acknowledged) < 5000
+
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    stored = await stored_entries(await client_of(engine.url))
+    missing = [key for key in acknowledged if key not in stored]
+    assert missing == []
+    assert all(stored[key] == {"i": i} for key, i in acknowledged.items())
+    assert all(value == {"i": int(key[4:])} for key, value in stored.items())  # nothing half-written
+
+
+async def test_kill_9_right_after_a_batch(
+    tmp_path: Path, processes: list[EngineProcess], client_of: Callable[..., Any]
+) -> None:
+    """L126 [R]: kill -9 immediately after 1000 acknowledged concurrent writes: all 1000 are there."""
+    config = state_config(tmp_path, FILE_BASED)
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    client = await client_of(engine.url)
+    await asyncio.gather(
+        *(
+            client.trigger_async(
+                {"function_id": "state::set", "payload": {"scope": "d", "key": f"{i}", "value": i}}
+            )
+            for i in range(1000)
+        )
+    )
+    engine.kill9()
+    await engine.exit_code()
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    stored = await stored_entries(await client_of(engine.url))
+    assert stored == {f"{i}": i for i in range(1000)}
+
+
+async def test_graceful_stop_right_after_writes(
+    tmp_path: Path, processes: list[EngineProcess], client_of: Callable[..., Any]
+) -> None:
+    """L127 [R]: SIGTERM immediately after acknowledged writes loses none of them."""
+    config = state_config(tmp_path, FILE_BASED)
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    client = await client_of(engine.url)
+    await asyncio.gather(
+        *(
+            client.trigger_async({"function_id": "state::update", "payload": {
+                "scope": "d", "key": "counter", "ops": [{"type": "increment", "path": "n", "by": 1}]}})
+            for _ in range(300)
+        )
+    )  # fmt: skip
+    assert await engine.stop() == 0
+    engine = await EngineProcess.start(config, tmp_path)
+    processes.append(engine)
+    assert await stored_entries(await client_of(engine.url)) == {"counter": {"n": 300}}
+    assert (tmp_path / "data" / "state_store.db" / DB_FILE_NAME).is_file()
+
+
+# ------------------------------------------------------------------------------ file_based startup rules
+
+
+async def start_file_based(file_path: Path, **adapter: Any) -> EngineServer:
+    settings = StateSettings(
+        adapter=AdapterSettings(name="kv", store_method="file_based", file_path=str(file_path), **adapter)
+    )
+    server = EngineServer(make_settings(state=settings))
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+async def test_file_path_resolution(tmp_path: Path) -> None:
+    """L131: a missing path becomes a directory holding the database; an existing file is the database."""
+    directory = tmp_path / "a" / "b" / "store.db"
+    server = await start_file_based(directory)
+    await server.engine.invoke("state::set", {"scope": "s", "key": "k", "value": 1})
+    await server.stop()
+    assert (directory / DB_FILE_NAME).is_file()
+
+    single = tmp_path / "single.sqlite3"
+    single.write_bytes(b"")  # an existing (empty) regular file
+    server = await start_file_based(single)
+    await server.engine.invoke("state::set", {"scope": "s", "key": "k", "value": 2})
+    await server.stop()
+    with sqlite3.connect(single) as conn:
+        assert conn.execute("SELECT value FROM state").fetchall() == [("2",)]
+
+
+async def test_reference_bin_files_are_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """L132: *.bin files in the directory log a warning; they are neither imported nor deleted."""
+    directory = tmp_path / "state_store.db"
+    directory.mkdir()
+    (directory / "users.bin").write_bytes(b"\x00reference data")
+    with caplog.at_level(logging.WARNING, logger="pyiii.state"):
+        server = await start_file_based(directory)
+    try:
+        assert await server.engine.invoke("state::list_groups", {}) == {"groups": []}
+    finally:
+        await server.stop()
+    assert any("users.bin" in record.getMessage() for record in caplog.records)
+    assert (directory / "users.bin").read_bytes() == b"\x00reference data"
+
+
+async def test_save_interval_does_not_delay(tmp_path: Path) -> None:
+    """L133: save_interval_ms 60000 neither delays replies nor weakens durability."""
+    server = await start_file_based(tmp_path / "s", save_interval_ms=60000)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(20):
+        await server.engine.invoke("state::set", {"scope": "s", "key": f"k{i}", "value": i})
+    assert loop.time() - started < 5
+    await server.stop()
+    adapter = SqliteAdapter(str(tmp_path / "s"))
+    await adapter.open()
+    assert len(await adapter.list_keys("s")) == 20
+    await adapter.close()
+
+
+async def test_corrupt_database_fails_startup(tmp_path: Path) -> None:
+    """L134: a corrupt database fails startup instead of starting empty."""
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not an sqlite database, but it is not empty either" * 100)
+    with pytest.raises(StateStartupError) as info:
+        await start_file_based(bad)
+    assert "cannot open the state database" in str(info.value)
+    assert bad.read_bytes().startswith(b"this is not an sqlite database")
+
+
+async def test_corrupt_database_exits_1(tmp_path: Path, processes: list[EngineProcess]) -> None:
+    """§9.2 rule 6: the pyiii process reports an unreadable store and exits 1."""
+    (tmp_path / "bad.db").write_bytes(b"garbage" * 1000)
+    config = state_config(tmp_path, "{name: kv, config: {store_method: file_based, file_path: ./bad.db}}")
+    engine = await EngineProcess.start(config, tmp_path, wait=False)
+    processes.append(engine)
+    assert await engine.exit_code() == 1
+    assert any("cannot open the state database" in line for line in engine.lines), engine.lines
+
+
+async def test_one_engine_per_database(tmp_path: Path) -> None:
+    """§8.3 rule 7: a second engine on the same database fails to start while the first runs."""
+    first = await start_file_based(tmp_path / "shared")
+    try:
+        await first.engine.invoke("state::set", {"scope": "s", "key": "k", "value": 1})
+        with pytest.raises(StateStartupError) as info:
+            await start_file_based(tmp_path / "shared")
+        assert "another pyiii engine" in str(info.value)
+    finally:
+        await first.stop()
+    second = await start_file_based(tmp_path / "shared")
+    assert await second.engine.invoke("state::get", {"scope": "s", "key": "k"}) == 1
+    await second.stop()
+
+
+async def test_unwritable_file_path_fails_startup(tmp_path: Path) -> None:
+    """§9.2 rule 6: a file_path that cannot be created fails startup."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    module = StateModule(
+        StateSettings(
+            adapter=AdapterSettings(name="kv", store_method="file_based", file_path=str(blocker / "sub"))
+        )
+    )
+    server = EngineServer(make_settings())
+    server.engine.add_module(module)
+    with pytest.raises(StateStartupError, match="cannot create directory"):
+        await server.start()
+    await server.stop()
