@@ -224,10 +224,10 @@ def run_remote(
             clients = start_remote(args, plan, phase, Path(tmp), redis_pid)
             variants = list(clients)
             out: dict[str, Any] = {
-                v: {op: {"sequential": [], "throughput": []} for op in OPS} for v in variants
+                v: {op: {"sequential": [], "throughput": []} for op in args.ops} for v in variants
             }
             for variant in variants:  # first warm-up: connections, caches, code paths
-                for op in OPS:
+                for op in args.ops:
                     clients[variant].command(kind="sequential", target=op, calls=0, warmup=plan.warmup)
                     clients[variant].command(
                         kind="throughput", target=op, calls=0, warmup=plan.warmup, inflight=plan.inflight
@@ -235,7 +235,7 @@ def run_remote(
             for block in range(plan.blocks):
                 order = variants if block % 2 == 0 else variants[::-1]
                 _progress(args, f"remote block {block + 1}/{plan.blocks}")
-                for op in OPS:
+                for op in args.ops:
                     for variant in order:
                         out[variant][op]["sequential"].append(
                             clients[variant].command(
@@ -245,7 +245,7 @@ def run_remote(
                                 warmup=plan.block_warmup,
                             )
                         )
-                for op in OPS:
+                for op in args.ops:
                     for variant in order:
                         out[variant][op]["throughput"].append(
                             clients[variant].command(
@@ -292,7 +292,7 @@ def run_inprocess(args: argparse.Namespace, plan: Plan, notes: list[str]) -> dic
                     children[adapter] = child
                 except Exception as exc:
                     _skip(phase, f"in-process {adapter}", exc)
-            targets = (*OPS, "echo")
+            targets = (*args.ops, "echo")
             out: dict[str, Any] = {
                 a: {t: {"sequential": [], "throughput": []} for t in targets} for a in children
             }
@@ -471,7 +471,7 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
         if variant == BASELINE:
             continue
         summary["ratios"][variant] = {}
-        for op in OPS:
+        for op in rem[variant]:
             ours, base = rem[variant][op], rem.get(BASELINE, {}).get(op)
             if not base:
                 continue
@@ -510,7 +510,8 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
                 for name in blocks[0].get("cpu_ns", {})
             }
             summary["fanout"][adapter][variant] = entry
-    for op in OPS:
+    measured = [op for op in OPS if op in rem.get(BASELINE, {})]
+    for op in measured:
         r = summary["ratios"].get("memory", {}).get(op, {}).get("ops_vs_baseline")
         summary["targets"].append(
             {
@@ -520,7 +521,7 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
                 "pass": None if r is None else r >= TARGET_MEMORY_VS_REDIS,
             }
         )
-    for op in OPS:
+    for op in measured:
         r = summary["ratios"].get("file", {}).get(op, {}).get("ops_vs_memory")
         summary["targets"].append(
             {
@@ -565,7 +566,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{'remote: SDK worker -> engine (WebSocket)':<44}{'median µs':>10}{'p99 µs':>10}{'ops/s':>10}"
         f"{'× median':>10}{'× ops/s':>10}{'× in_mem':>10}",
     ]
-    for op in OPS:
+    measured = [op for op in OPS if op in rem.get(BASELINE, {})]
+    for op in measured:
         lines.append(f"{op}  ({BASELINE_OPS[op]} / {PYIII_OPS[op]})")
         for variant in (BASELINE, *ADAPTERS):
             if variant not in rem:
@@ -597,7 +599,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{'client':>10}{'engine':>10}{'redis*':>10}{'total':>10}",
     ]
     for variant in (BASELINE, *ADAPTERS):
-        for op in OPS:
+        for op in measured:
             for phase in ("sequential", "throughput"):
                 cpu = rem.get(variant, {}).get(op, {}).get(phase, {}).get("cpu_us_per_call")
                 if not cpu:
@@ -621,7 +623,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 continue
             echo = inproc[adapter]["echo"]["throughput"].get("calls_per_s")
             lines.append(f"{LABELS[adapter]}")
-            for target in (*OPS, "echo"):
+            for target in (*(op for op in OPS if op in inproc[adapter]), "echo"):
                 seq, tp = inproc[adapter][target]["sequential"], inproc[adapter][target]["throughput"]
                 rate = tp.get("calls_per_s")
                 label = PYIII_OPS.get(target, "floor: bench::echo through the engine")
@@ -776,6 +778,14 @@ def _adapter_list(text: str) -> tuple[str, ...]:
     return items
 
 
+def _op_list(text: str) -> tuple[str, ...]:
+    items = tuple(o.strip() for o in text.split(",") if o.strip())
+    for o in items:
+        if o not in OPS:
+            raise argparse.ArgumentTypeError(f"unknown op {o!r} (choose from {', '.join(OPS)})")
+    return items or OPS
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -804,6 +814,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=("memory",),
         help="adapters of the fan-out phase (memory)",
     )
+    p.add_argument("--ops", type=_op_list, default=OPS, help="ops to measure (set,get,update)")
     p.add_argument("--no-inprocess", action="store_true", help="skip the in-process phase")
     p.add_argument(
         "--redis-url",
