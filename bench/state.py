@@ -33,7 +33,10 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -384,6 +387,59 @@ def run_fanout(args: argparse.Namespace, plan: Plan, notes: list[str]) -> dict[s
 # ---------------------------------------------------------------------------------------------- redis
 
 
+class PrivateRedis:
+    """``--private-redis``: a redis-server of this run only, on a free port, without persistence, pinned
+    like an engine (the router CPU) so that the baseline's server and pyiii's engines get the same
+    placement. The shared server cannot be pinned (other users), which makes latency ratios depend on
+    where the scheduler happens to run it."""
+
+    def __init__(self, cpu: int | None, directory: str) -> None:
+        self.cpu = cpu
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "--private-redis needs redis-server on PATH (scripts/ensure-redis installs it)"
+            )
+        port = free_port()
+        cpu = self.cpu
+
+        def child_setup() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})  # before redis starts its threads: all inherit it
+            with contextlib.suppress(Exception):  # die with the orchestrator, even on SIGKILL (Linux)
+                import ctypes
+
+                ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", self.directory, "--logfile", ""]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=child_setup,
+        )
+        self.proc = proc
+        wait_port(port, 10, lambda: proc.poll() is None)
+        return f"redis://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def redis_info(url: str) -> dict[str, Any]:
     """Version and pid of the Redis server (its CPU is reported when /proc shows the process)."""
     import redis
@@ -557,7 +613,12 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "processes: "
         + (
             "pinned ({layout}): engines and in-process on CPU {router}, clients (workers, redis-py) on CPU "
-            "{client}; redis-server not pinned (shared)".format(layout=meta["layout"], **meta["cpu_layout"])
+            "{client}; ".format(layout=meta["layout"], **meta["cpu_layout"])
+            + (
+                "private redis-server pinned with the engines"
+                if meta["private_redis"]
+                else "redis-server not pinned (shared)"
+            )
             if meta["cpu_layout"]
             else "not pinned (--layout none)"
         ),
@@ -610,7 +671,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     + "".join(_num(cpu.get(p)) for p in ("client", "engine", "redis"))
                     + _num(sum(cpu.values()))
                 )
-    lines.append("  * redis-server is shared with the machine's other users: its CPU includes their load")
+    if not meta["private_redis"]:
+        lines.append("  * redis-server is shared with the machine's other users: its CPU includes their load")
     inproc = summary["inprocess"]
     if inproc:
         lines += [
@@ -702,6 +764,17 @@ def _strip_samples(data: Any) -> Any:
 
 def orchestrate(args: argparse.Namespace) -> int:
     install_signal_exit()
+    with tempfile.TemporaryDirectory(prefix="pyiii-bench-redis-") as redis_dir:
+        private = PrivateRedis((cpu_layout(args.layout) or {}).get("router"), redis_dir)
+        try:
+            if args.private_redis:
+                args.redis_url = private.start()
+            return _orchestrate(args)
+        finally:
+            private.stop()
+
+
+def _orchestrate(args: argparse.Namespace) -> int:
     plan = Plan(args)
     try:
         info = redis_info(args.redis_url)
@@ -735,6 +808,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         **_versions(),
         "redis_server": info["version"],
         "redis_url": args.redis_url,
+        "private_redis": args.private_redis,
         "calls": plan.seq_per_block * plan.blocks,
         "throughput_calls": plan.tp_per_block * plan.blocks,
         "inprocess_calls": plan.inproc_tp_per_block * plan.blocks,
@@ -822,9 +896,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Redis of the baseline and the redis adapter",
     )
     p.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a redis-server of this run (free port, pinned like the engines) instead of --redis-url",
+    )
+    p.add_argument(
         "--data-dir", default=None, help="parent of the file_based store's temporary directory (system temp)"
     )
-    p.add_argument("--quick", action="store_true", help="CI smoke: 400 calls in 3 blocks")
+    p.add_argument("--quick", action="store_true", help="CI smoke: 400 calls (4000 in flight) in 3 blocks")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the table")
     p.add_argument(
         "--layout",
@@ -844,6 +923,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.calls = min(args.calls, 400)
         args.blocks = min(args.blocks, 3)
+        if args.throughput_calls is None:  # throughput blocks of ~30 ms rather than ~15: steadier
+            args.throughput_calls = 10 * args.calls
     if args.warmup is None:
         args.warmup = max(200, args.calls // 5)
     if args.throughput_calls is None:
