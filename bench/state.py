@@ -622,7 +622,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             if meta["cpu_layout"]
             else "not pinned (--layout none)"
         ),
-        f"file_based data: {meta['data_dir']} ({meta['data_fs']})",
+        f"file_based data: {meta['data_dir']} ({meta['data_fs']})"
+        + (f"; pyiii from {meta['src']}/src" if meta.get("src") else ""),
         "",
         f"{'remote: SDK worker -> engine (WebSocket)':<44}{'median µs':>10}{'p99 µs':>10}{'ops/s':>10}"
         f"{'× median':>10}{'× ops/s':>10}{'× in_mem':>10}",
@@ -764,6 +765,14 @@ def _strip_samples(data: Any) -> Any:
 
 def orchestrate(args: argparse.Namespace) -> int:
     install_signal_exit()
+    if args.src:
+        # Every child imports pyiii from DIR/src (e.g. `git archive HEAD src | tar -x -C DIR`): a
+        # measurement of committed code while others edit the working tree.
+        src = str(Path(args.src).resolve() / "src")
+        if not Path(src, "pyiii").is_dir():
+            print(f"state bench: no pyiii package under {src}", file=sys.stderr)
+            return 2
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (src, os.environ.get("PYTHONPATH"))))
     with tempfile.TemporaryDirectory(prefix="pyiii-bench-redis-") as redis_dir:
         private = PrivateRedis((cpu_layout(args.layout) or {}).get("router"), redis_dir)
         try:
@@ -809,6 +818,7 @@ def _orchestrate(args: argparse.Namespace) -> int:
         "redis_server": info["version"],
         "redis_url": args.redis_url,
         "private_redis": args.private_redis,
+        "src": args.src,
         "calls": plan.seq_per_block * plan.blocks,
         "throughput_calls": plan.tp_per_block * plan.blocks,
         "inprocess_calls": plan.inproc_tp_per_block * plan.blocks,
@@ -894,6 +904,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redis-url",
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
         help="Redis of the baseline and the redis adapter",
+    )
+    p.add_argument(
+        "--src",
+        metavar="DIR",
+        help="run engines and workers on the pyiii of DIR/src (e.g. a `git archive` of a commit)",
     )
     p.add_argument(
         "--private-redis",
