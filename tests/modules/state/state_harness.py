@@ -141,9 +141,8 @@ class StateHarness:
         return (await self.call("state::list_groups", {}))["groups"]
 
     async def idle(self) -> None:
-        """Wait until every queued trigger delivery has finished."""
-        assert self.state.triggers is not None
-        await self.state.triggers.idle()
+        """Wait until the events of every write so far have been delivered."""
+        await self.state.idle()
 
 
 def adapter_factory(kind: str, tmp_path: Path, prefix: str) -> Callable[[], StateAdapter]:

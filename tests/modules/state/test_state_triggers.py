@@ -156,6 +156,7 @@ async def test_triggers_disabled(state: StateHarness, worker: III) -> None:
     state.state.live.triggers_enabled = False
     await state.set("s", "a", 1)
     await state.delete("s", "a")
+    await state.idle()  # a shared store (Redis) hands its events over asynchronously
     assert state.state.triggers is not None and state.state.triggers.events_dropped_disabled == 2
     state.state.live.triggers_enabled = True
     await state.set("s", "b", 2)
@@ -448,6 +449,7 @@ async def test_unregister_discards_queued(state: StateHarness, worker: III) -> N
     for i in range(5):
         await state.set("s", "k", i)
     await recorder.wait(1)
+    await state.state.adapter.events_delivered()  # all five queued (Redis hands them over asynchronously)
     binding = state.engine.triggers.bindings[trigger.id]
     trigger.unregister()
     assert binding.state.stats.discarded == 4

@@ -3,6 +3,8 @@
 Each function decodes its input (§3.2), runs one adapter verb, and turns the outcome into the
 reference engine's result shape (§5). Writes publish their event right after the adapter call
 returns, which for one key is commit order (adapter contract rule 2), and never wait for delivery.
+A store shared by several engines (Redis) reports the writes of all of them instead, and the module
+publishes from that feed only (§7.7).
 
 Values go to adapters as canonical JSON bytes (``values.py``) and come back decoded afresh, so the
 size guard (§3.4 rule 5) is the length of bytes the store keeps, and no caller shares an object
@@ -98,7 +100,10 @@ class StateModule(Module):
 
     async def start(self, host: ModuleHost) -> None:
         await self.adapter.open()
-        self.triggers = StateTriggers(host.engine, self.live)
+        self.triggers = StateTriggers(host.engine, self.live, position=self.adapter.event_position)
+        if self.adapter.shared_events:
+            # Events of writes by any engine sharing the store, in commit order (§7.7).
+            await self.adapter.watch(self._publish_shared)
         host.register_trigger_type(TRIGGER_TYPE, self.triggers, description=TRIGGER_DESCRIPTION)
         handlers: dict[str, Handler] = {
             SET: self._set,
@@ -113,6 +118,12 @@ class StateModule(Module):
         for function_id, handler in handlers.items():
             host.register_function(function_id, handler, description=DESCRIPTIONS[function_id])
         host.register_function(ON_CONFIG_CHANGE, self._on_config_change, metadata={"internal": True})
+
+    async def idle(self) -> None:
+        """Wait until the events of every write committed so far have been delivered (tests, tools)."""
+        await self.adapter.events_delivered()
+        if self.triggers is not None:
+            await self.triggers.idle()
 
     async def stop(self) -> None:
         """Stop accepting writes, let deliveries finish (up to 5 s), close the store (§7.5)."""
@@ -182,6 +193,12 @@ class StateModule(Module):
             raise StoreError("the state module is shutting down")
 
     def _publish(self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None) -> None:
+        if not self.adapter.shared_events:
+            self._publish_shared(event_type, scope, key, old, new, None)
+
+    def _publish_shared(
+        self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, position: Any
+    ) -> None:
         triggers = self.triggers
         if triggers is not None and triggers.active:
             triggers.publish(
@@ -190,6 +207,7 @@ class StateModule(Module):
                 key,
                 None if old is None else decode_value(old),
                 None if new is None else decode_value(new),
+                position,
             )
 
     # -------------------------------------------------------------- reads

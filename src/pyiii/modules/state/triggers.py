@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -133,11 +134,13 @@ class StateTrigger:
     Kept in ``binding.state``; the engine's introspection reads :meth:`delivery_stats`.
     """
 
-    __slots__ = ("binding", "closed", "config", "queues", "stats")
+    __slots__ = ("binding", "closed", "config", "queues", "since", "stats")
 
     def __init__(self, binding: Binding, config: TriggerConfig) -> None:
         self.binding = binding
         self.config = config
+        #: Events at or before this position committed before the registration: they do not fire it.
+        self.since: Any = None
         self.stats = DeliveryStats()
         #: (scope, key) -> events not yet finished; the head is the one being delivered.
         self.queues: dict[tuple[str, str], deque[dict[str, Any]]] = {}
@@ -150,9 +153,13 @@ class StateTrigger:
 class StateTriggers:
     """The ``state`` trigger provider (a ``TriggerProvider`` for the engine) and event dispatcher."""
 
-    def __init__(self, engine: Engine, live: LiveSettings) -> None:
+    def __init__(
+        self, engine: Engine, live: LiveSettings, *, position: Callable[[], Any] | None = None
+    ) -> None:
         self._engine = engine
         self._live = live
+        #: The store's current event position (shared stores only, see ``StateAdapter.event_position``).
+        self._position = position
         self._exact: dict[tuple[str, str], dict[str, StateTrigger]] = {}
         self._by_scope: dict[str, dict[str, StateTrigger]] = {}
         self._by_key: dict[str, dict[str, StateTrigger]] = {}
@@ -161,6 +168,7 @@ class StateTriggers:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Events dropped because ``triggers_enabled`` was false (§7.6).
         self.events_dropped_disabled = 0
+        self._closed = False
 
     # -------------------------------------------------------------- registration (TriggerProvider)
 
@@ -170,6 +178,8 @@ class StateTriggers:
         except ValueError as exc:
             raise TriggerRegistrationError(f"Failed to parse trigger config: {exc}") from None
         trigger = StateTrigger(binding, config)
+        if self._position is not None:
+            trigger.since = self._position()
         binding.state = trigger
         index, index_key = self._slot(config)
         if index is None:
@@ -209,9 +219,15 @@ class StateTriggers:
         """Whether any trigger is registered (lets writes skip building events)."""
         return self._count > 0
 
-    def publish(self, event_type: str, scope: str, key: str, old_value: Any, new_value: Any) -> None:
-        """Queue one committed write's event for every matching trigger (§7.2, §7.3). Never waits."""
-        if not self._count:
+    def publish(
+        self, event_type: str, scope: str, key: str, old_value: Any, new_value: Any, position: Any = None
+    ) -> None:
+        """Queue one committed write's event for every matching trigger (§7.2, §7.3). Never waits.
+
+        ``position`` (shared stores) is the write's place in commit order; triggers registered after it
+        committed are skipped (§7.1 rule 4).
+        """
+        if not self._count or self._closed:
             return
         if not self._live.triggers_enabled:
             self.events_dropped_disabled += 1
@@ -229,6 +245,8 @@ class StateTriggers:
             if payload is None:
                 payload = event_payload(event_type, scope, key, old_value, new_value)
             for trigger in group.values():
+                if position is not None and trigger.since is not None and position <= trigger.since:
+                    continue
                 self._enqueue(trigger, (scope, key), payload)
 
     def _enqueue(self, trigger: StateTrigger, scope_key: tuple[str, str], payload: dict[str, Any]) -> None:
@@ -342,7 +360,11 @@ class StateTriggers:
             await asyncio.wait(list(self._tasks))
 
     async def close(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
-        """Graceful stop (§7.5): wait up to ``wait_s`` for deliveries, then discard the rest."""
+        """Graceful stop (§7.5): wait up to ``wait_s`` for deliveries, then discard the rest.
+
+        Events published after this call are dropped.
+        """
+        self._closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while self._tasks and loop.time() < deadline:

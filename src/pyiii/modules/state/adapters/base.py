@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 #: The new value's encoding from the current one (``None`` when absent). Pure: an adapter may call it
 #: more than once (optimistic retries) and commits the result of the last call. An exception it
@@ -32,6 +33,11 @@ Compute = Callable[[bytes | None], bytes]
 #: ``(key, encoded value, position)`` of one entry.
 Entry = tuple[str, bytes, int]
 
+#: Receives a committed write: ``(event_type, scope, key, previous value or None, new value or None,
+#: position)``, event types as in spec §7.4 (``state:created``, ``state:updated``, ``state:deleted``);
+#: ``position`` orders events (see :meth:`StateAdapter.event_position`).
+EventSink = Callable[[str, str, str, bytes | None, bytes | None, Any], None]
+
 
 class StateAdapter(ABC):
     """A storage backend of the state module. Create it, ``await open()``, use it, ``await close()``."""
@@ -39,6 +45,25 @@ class StateAdapter(ABC):
     #: Random identifier of the store's contents (§5.7): persisted by persistent stores, new on every
     #: start for in-memory ones. Set by :meth:`open`.
     epoch: str = ""
+
+    #: Whether the store is shared by several engines and reports every committed write, from any of
+    #: them, through :meth:`watch` (§7.7). The module then fires triggers only from that feed; otherwise
+    #: it fires them itself right after each write returns.
+    shared_events: bool = False
+
+    async def watch(self, sink: EventSink) -> None:
+        """Start handing every committed write to ``sink`` in commit order (``shared_events`` only)."""
+        raise NotImplementedError
+
+    def event_position(self) -> Any:
+        """For ``shared_events``: a comparable position such that every write this engine saw commit
+        (its own, or reported to the sink) is at or before it. Triggers registered now skip events at
+        or before it, so a write that committed before a registration does not fire it (§7.1 rule 4)."""
+        return None
+
+    async def events_delivered(self) -> None:
+        """Wait until every write committed so far has been handed to the sink (``shared_events``)."""
+        return None
 
     @abstractmethod
     async def open(self) -> None:
@@ -81,4 +106,4 @@ class StateAdapter(ABC):
         """The scopes holding at least one key, in any order."""
 
 
-__all__ = ["Compute", "Entry", "StateAdapter"]
+__all__ = ["Compute", "Entry", "EventSink", "StateAdapter"]
