@@ -591,3 +591,19 @@ async def test_recorder_is_unused_by_reads(state: StateHarness, worker: III) -> 
     await state.groups()
     await state.idle()
     assert recorder.events == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"scope": "\ud800", "key": "k", "value": 1},
+        {"scope": "s", "key": "k\udfff", "value": 1},
+        {"scope": "s", "key": "k", "value": {"bad": "\ud800"}},
+        {"scope": "s", "key": "k", "value": object()},
+    ],
+)
+async def test_in_process_values_json_cannot_carry(state: StateHarness, payload: dict[str, Any]) -> None:
+    """§3.2, §3.4: lone surrogates and non-JSON objects from an in-process caller → deserialization_error."""
+    error = await state.error("state::set", payload)
+    assert error.code == DESER
+    assert await state.groups() == []

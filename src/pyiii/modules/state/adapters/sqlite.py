@@ -18,6 +18,9 @@ Design:
   reference's kv store does.
 * **Failure.** If a commit fails, its writes fail, and so does every queued write to one of their
   keys (it was computed on top of a write that never happened); nothing of them becomes visible.
+
+``save_interval_ms`` is accepted and unused (§8.3 rule 5): every commit is already durable, and SQLite
+checkpoints the WAL on its own.
 """
 
 from __future__ import annotations
