@@ -88,6 +88,8 @@ EXTRA_ROUTES = 999
 ROUTES_TARGET = f"median latency with {EXTRA_ROUTES + 1} routes <= {TARGET_ROUTES_RATIO}x with 1 route"
 
 AIOHTTP, FASTAPI, FASTAPI_RAW, REMOTE, INPROCESS = "aiohttp", "fastapi", "fastapi-raw", "remote", "inprocess"
+CMP = "-cmp"  # suffix of the variants running --compare-src
+ORDER = (AIOHTTP, FASTAPI, FASTAPI_RAW, REMOTE, REMOTE + CMP, INPROCESS, INPROCESS + CMP)
 BASELINES = (AIOHTTP, FASTAPI, FASTAPI_RAW)
 LABELS = {
     AIOHTTP: "floor: bare aiohttp app (uvloop)",
@@ -95,6 +97,8 @@ LABELS = {
     FASTAPI_RAW: "  FastAPI, Request.json() -> JSONResponse",
     REMOTE: "pyiii iii-http -> SDK worker (other process)",
     INPROCESS: "pyiii iii-http -> in-process worker",
+    REMOTE + CMP: "  same, pyiii from --compare-src",
+    INPROCESS + CMP: "  same, pyiii from --compare-src",
     "routes1": "1 route registered",
     "routes1000": f"{EXTRA_ROUTES + 1} routes registered",
 }
@@ -375,7 +379,6 @@ def http_module_available(src: str | None) -> bool:
 def start_servers(
     args: argparse.Namespace, plan: Plan, children: Children, tmp: Path, notes: list[str]
 ) -> dict[str, Server]:
-    me = str(Path(__file__).resolve())
     baselines_script = str(BENCH / "_http_baselines.py")
     servers: dict[str, Server] = {}
     kinds = [AIOHTTP, FASTAPI] + ([FASTAPI_RAW] if args.fastapi_raw else [])
@@ -389,20 +392,34 @@ def start_servers(
     if not args.pyiii:
         return servers
     pyenv = {"PYTHONPATH": str(Path(args.src).resolve() / "src")} if args.src else None
+    servers.update(start_pyiii(plan, children, tmp, "", pyenv))
+    if args.compare_src:
+        cmp_env = {"PYTHONPATH": str(Path(args.compare_src).resolve() / "src")}
+        servers.update(start_pyiii(plan, children, tmp, CMP, cmp_env))
+    return servers
+
+
+def start_pyiii(
+    plan: Plan, children: Children, tmp: Path, suffix: str, pyenv: dict[str, str] | None
+) -> dict[str, Server]:
+    """The two pyiii variants (``remote``, ``inprocess`` + suffix), running the pyiii of ``pyenv``."""
+    me = str(Path(__file__).resolve())
     # remote: engine as `pyiii -c CONFIG` (worker manager + iii-http), then the SDK worker
     ws_port, http_port = free_port(), free_port()
-    config = tmp / "config.yaml"
+    config = tmp / f"config{suffix}.yaml"
     config.write_text(
         "workers:\n"
         f"  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n      port: {ws_port}\n"
         f"  - name: iii-http\n    config:\n      host: 127.0.0.1\n      port: {http_port}\n"
     )
     engine = children.start(
-        "engine", _python_argv(me, "--role", "engine", "--config", str(config)), plan.env("router", pyenv)
+        f"engine{suffix}",
+        _python_argv(me, "--role", "engine", "--config", str(config)),
+        plan.env("router", pyenv),
     )
     wait_port(ws_port, 60, lambda: engine.alive)
     worker = children.start(
-        "worker",
+        f"worker{suffix}",
         _python_argv(me, "--role", "worker", "--url", f"ws://127.0.0.1:{ws_port}"),
         plan.env("echo", pyenv),
     )
@@ -410,19 +427,21 @@ def start_servers(
     wait_port(http_port, 30, lambda: engine.alive)
     url = f"http://127.0.0.1:{http_port}{ROUTE}"
     wait_route(url, plan.body, 200)
-    servers[REMOTE] = Server(REMOTE, url, {"server": engine.pid, "worker": worker.pid}, engine)
+    remote = Server(REMOTE + suffix, url, {"server": engine.pid, "worker": worker.pid}, engine)
     # in-process: engine + worker in one process (also the route-scaling engine)
     port = free_port()
     inproc = children.start(
-        "inprocess",
+        f"inprocess{suffix}",
         _python_argv(me, "--role", "inprocess", "--port", str(port)),
         plan.env("inprocess", pyenv),
     )
     inproc.wait_event("ready", 60)
     url = f"http://127.0.0.1:{port}{ROUTE}"
     wait_route(url, plan.body, 200)
-    servers[INPROCESS] = Server(INPROCESS, url, {"server": inproc.pid}, inproc)
-    return servers
+    return {
+        remote.name: remote,
+        INPROCESS + suffix: Server(INPROCESS + suffix, url, {"server": inproc.pid}, inproc),
+    }
 
 
 def run_load(
@@ -554,6 +573,17 @@ def summarize(load: dict[str, list[Any]], routes: dict[str, list[Any]]) -> dict[
                 "blocks": _paired(stats["block_rates"], fast["block_rates"]),
             }
     summary["ratios"] = ratios
+    compare = {}
+    for variant in (REMOTE, INPROCESS):
+        ours, theirs = summary["load"].get(variant), summary["load"].get(variant + CMP)
+        if ours and theirs:
+            compare[variant] = {
+                "rate": ours["requests_per_s"] / theirs["requests_per_s"],
+                "blocks": _paired(ours["block_rates"], theirs["block_rates"]),
+                "server_cpu": ours["cpu_us_per_request"]["server"] / theirs["cpu_us_per_request"]["server"],
+            }
+    if compare:
+        summary["compare"] = compare
     for variant, (label, goal) in {
         INPROCESS: ("in-process requests/s >= {g}x FastAPI", TARGET_INPROCESS_VS_FASTAPI),
         REMOTE: ("remote requests/s >= {g}x FastAPI", TARGET_REMOTE_VS_FASTAPI),
@@ -624,7 +654,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     ]
     lines[-1] = lines[-1].replace("64", str(meta["connections"]), 1)
     load, ratios = summary["load"], summary["ratios"]
-    for variant in (AIOHTTP, FASTAPI, FASTAPI_RAW, REMOTE, INPROCESS):
+    for variant in ORDER:
         if variant not in load:
             continue
         s = load[variant]
@@ -639,11 +669,20 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         )
         if s["errors"]:
             lines.append(f"    errors: {s['errors']}")
+    for variant in (REMOTE, INPROCESS):
+        c = summary.get("compare", {}).get(variant)
+        if c:
+            spread = c["blocks"]
+            lines.append(
+                f"{variant}: this tree / --compare-src: req/s {c['rate']:.2f}× "
+                f"(blocks {spread['min']:.2f}..{spread['max']:.2f}), "
+                f"server CPU per request {c['server_cpu']:.2f}×"
+            )
     lines += [
         "",
         f"{'CPU µs per request (all threads of each process)':<50}{'server':>9}{'worker':>9}{'wrk':>9}",
     ]
-    for variant in (AIOHTTP, FASTAPI, FASTAPI_RAW, REMOTE, INPROCESS):
+    for variant in ORDER:
         if variant in load:
             cpu = load[variant]["cpu_us_per_request"]
             lines.append(
@@ -714,6 +753,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     if args.pyiii and not http_module_available(args.src):
         notes.append("pyiii rows skipped: this pyiii tree has no HTTP module (pyiii.modules.http) yet")
         args.pyiii = False
+    if args.compare_src and (not args.pyiii or not http_module_available(args.compare_src)):
+        notes.append(f"--compare-src {args.compare_src}: skipped (no HTTP module there, or no pyiii rows)")
+        args.compare_src = None
     plan = Plan(args)
     children = Children()
     load: dict[str, list[Any]] = {}
@@ -742,6 +784,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "cpu_layout": plan.cpus,
         "payload_bytes": len(plan.body),
         "src": args.src,
+        "compare_src": args.compare_src,
         "notes": notes,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
@@ -783,6 +826,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pyiii", dest="pyiii", action="store_false", help="baselines only (harness check)")
     p.add_argument(
         "--src", metavar="DIR", help="run pyiii's engine and workers from DIR/src (another checkout)"
+    )
+    p.add_argument(
+        "--compare-src",
+        metavar="DIR",
+        help="also run the pyiii variants from another checkout (DIR/src), interleaved (before/after)",
     )
     p.add_argument("--wrk", default="wrk", help="the wrk executable (wrk)")
     p.add_argument("--quick", action="store_true", help="CI smoke: 1 s blocks, 3 load and 2 route blocks")
