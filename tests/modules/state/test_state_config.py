@@ -157,5 +157,9 @@ async def test_registered_functions(tmp_path: Path) -> None:
         (state_type,) = listed["triggers"]
         assert (state_type["id"], state_type["description"]) == ("state", "State trigger")
         assert state_type["worker_name"] == "iii-state"
+        workers = await engine.invoke("engine::workers::list", {})
+        (module,) = [w for w in workers["workers"] if w.get("name") == "iii-state"]
+        description = "Distributed key-value state management with reactive change triggers."
+        assert module["description"] == description
     finally:
         await server.stop()

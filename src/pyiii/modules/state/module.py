@@ -62,6 +62,8 @@ LIST_ENTRIES: Final = "state::list_entries"
 LIST_GROUPS: Final = "state::list_groups"
 ON_CONFIG_CHANGE: Final = "iii-state::on-config-change"
 
+WORKER_DESCRIPTION: Final = "Distributed key-value state management with reactive change triggers."
+
 #: function id -> registered description (§1).
 DESCRIPTIONS: Final = {
     SET: "Set a value in state",
@@ -99,6 +101,7 @@ class StateModule(Module):
         self._stopping = False
 
     async def start(self, host: ModuleHost) -> None:
+        host.peer.info.description = WORKER_DESCRIPTION  # shown by engine::workers::list (§1)
         await self.adapter.open()
         self.triggers = StateTriggers(host.engine, self.live, position=self.adapter.event_position)
         if self.adapter.shared_events:
