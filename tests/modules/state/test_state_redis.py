@@ -148,6 +148,23 @@ async def test_redis_hanging(on_private: StateHarness, private_redis: PrivateRed
     assert await on_private.get("s", "k") == 3
 
 
+async def test_reads_survive_dropped_connections(
+    on_private: StateHarness, private_redis: PrivateRedis
+) -> None:
+    """§8.4: when Redis drops every connection (as on a restart) reads reconnect at once; a write whose
+    connection died fails with its code (never re-sent blindly) and the next one works."""
+    await on_private.set("s", "k", 1)
+    client = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await client.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        await client.aclose()
+    assert await on_private.get("s", "k") == 1
+    assert await on_private.keys("s") == ["k"]
+    await on_private.set("s", "k", 2)
+    assert await on_private.get("s", "k") == 2
+
+
 async def test_unreachable_at_startup() -> None:
     """§8.4, §9.2 rule 7: no Redis within the budget → startup fails with the reference message."""
     url = f"redis://127.0.0.1:{free_port()}"

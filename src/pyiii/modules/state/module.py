@@ -203,15 +203,8 @@ class StateModule(Module):
         self, event_type: str, scope: str, key: str, old: bytes | None, new: bytes | None, position: Any
     ) -> None:
         triggers = self.triggers
-        if triggers is not None and triggers.active:
-            triggers.publish(
-                event_type,
-                scope,
-                key,
-                None if old is None else decode_value(old),
-                None if new is None else decode_value(new),
-                position,
-            )
+        if triggers is not None:
+            triggers.publish(event_type, scope, key, old, new, position)
 
     # -------------------------------------------------------------- reads
 

@@ -27,6 +27,7 @@ from pyiii.engine.registry import Binding
 from pyiii.protocol.errors import InvocationError, TriggerRegistrationError
 
 from .ops import invalid_type
+from .values import decode_value
 
 if TYPE_CHECKING:
     from pyiii.engine.core import Engine
@@ -220,12 +221,19 @@ class StateTriggers:
         return self._count > 0
 
     def publish(
-        self, event_type: str, scope: str, key: str, old_value: Any, new_value: Any, position: Any = None
+        self,
+        event_type: str,
+        scope: str,
+        key: str,
+        old: bytes | None,
+        new: bytes | None,
+        position: Any = None,
     ) -> None:
         """Queue one committed write's event for every matching trigger (§7.2, §7.3). Never waits.
 
-        ``position`` (shared stores) is the write's place in commit order; triggers registered after it
-        committed are skipped (§7.1 rule 4).
+        ``old`` and ``new`` are the values' canonical encodings (``None``: absent); they are decoded
+        only when a trigger matches. ``position`` (shared stores) is the write's place in commit
+        order; triggers registered after it committed are skipped (§7.1 rule 4).
         """
         if not self._count or self._closed:
             return
@@ -242,11 +250,17 @@ class StateTriggers:
         ):
             if not group:
                 continue
-            if payload is None:
-                payload = event_payload(event_type, scope, key, old_value, new_value)
             for trigger in group.values():
                 if position is not None and trigger.since is not None and position <= trigger.since:
                     continue
+                if payload is None:
+                    payload = event_payload(
+                        event_type,
+                        scope,
+                        key,
+                        None if old is None else decode_value(old),
+                        None if new is None else decode_value(new),
+                    )
                 self._enqueue(trigger, (scope, key), payload)
 
     def _enqueue(self, trigger: StateTrigger, scope_key: tuple[str, str], payload: dict[str, Any]) -> None:
