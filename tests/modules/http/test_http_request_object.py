@@ -1,0 +1,140 @@
+"""The request object a handler receives (spec/http.md §8, checklist 12-18)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from http_harness import HttpHarness
+
+from pyiii import III
+
+MIB = 1024 * 1024
+
+
+async def capture(http: HttpHarness, worker: III, api_path: str, method: str = "GET") -> list[Any]:
+    """Route ``method api_path`` to a handler that records its data and answers with it."""
+    seen: list[Any] = []
+
+    async def handler(data: Any) -> Any:
+        seen.append(data)
+        return {"seen": {k: v for k, v in data.items() if k not in ("request_body", "response")}}
+
+    await http.route(worker, "cap::" + method + api_path, handler, api_path, method)
+    return seen
+
+
+async def seen(http: HttpHarness, method: str, path: str, **kwargs: Any) -> Any:
+    """The request object (minus channels) that a :func:`capture` route received."""
+    status, data = await http.json(method, path, **kwargs)
+    assert status == 200, data
+    return data["seen"]
+
+
+async def test_path_is_the_template_and_method_the_actual_one(http: HttpHarness, worker: III) -> None:
+    """`path` and `trigger.path` are the registered template; `method` is the request's (item 12)."""
+    await capture(http, worker, "items/:id")
+    data = await seen(http, "GET", "/items/9")
+    assert data["path"] == "items/:id"
+    assert data["trigger"] == {"type": "http", "path": "items/:id", "method": "GET"}
+    assert data["method"] == "GET"
+
+
+async def test_query_parameters(http: HttpHarness, worker: III) -> None:
+    """Single values, last wins, form-decoded; a bare name is "" and no query is {} (item 13)."""
+    await capture(http, worker, "/q")
+    assert (await seen(http, "GET", "/q?q=hello&limit=10"))["query_params"] == {"q": "hello", "limit": "10"}
+    assert (await seen(http, "GET", "/q?a=1&a=2"))["query_params"] == {"a": "2"}
+    assert (await seen(http, "GET", "/q?s=a+b%20c"))["query_params"] == {"s": "a b c"}
+    assert (await seen(http, "GET", "/q?flag&&x=%FF"))["query_params"] == {"flag": "", "x": "\ufffd"}
+    assert (await seen(http, "GET", "/q"))["query_params"] == {}
+
+
+async def test_path_parameters_are_decoded(http: HttpHarness, worker: III) -> None:
+    """`/items/hello%20world` gives `{"id":"hello world"}` (item 14)."""
+    await capture(http, worker, "/items/:id")
+    assert (await seen(http, "GET", "/items/hello%20world"))["path_params"] == {"id": "hello world"}
+
+
+async def test_headers_lower_case_last_wins(http: HttpHarness, worker: III) -> None:
+    """Header names are lower-case; a repeated header keeps the last value (item 15)."""
+    await capture(http, worker, "/hdr")
+    headers = [("X-Token", "one"), ("X-Token", "two"), ("X-Other", "v")]
+    data = await seen(http, "GET", "/hdr", headers=headers)
+    assert data["headers"]["x-token"] == "two"
+    assert data["headers"]["x-other"] == "v"
+    assert "host" in data["headers"]
+
+
+async def test_json_body(http: HttpHarness, worker: III) -> None:
+    """A JSON body is parsed; invalid JSON gives null and the handler still runs (item 16)."""
+    await capture(http, worker, "/j", "POST")
+    assert (await seen(http, "POST", "/j", json={"name": "x"}))["body"] == {"name": "x"}
+    invalid = await seen(
+        http, "POST", "/j", data=b"{nope", headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert invalid["body"] is None
+    vendor = await seen(http, "POST", "/j", data=b"{}", headers={"Content-Type": "application/vnd.api+json"})
+    assert vendor["body"] is None
+
+
+async def test_json_bytes_on_request_body_channel(http: HttpHarness, worker: III) -> None:
+    """The raw JSON bytes can be read from request_body; an empty body closes it with nothing (item 16)."""
+
+    async def raw(data: Any) -> Any:
+        content = await data["request_body"].read_all()
+        return {"raw": content.decode(), "parsed": data["body"]}
+
+    await http.route(worker, "f::raw", raw, "/raw", "POST")
+    text = '{"a": [1, 2]}'
+    status, data = await http.json("POST", "/raw", data=text, headers={"Content-Type": "application/json"})
+    assert (status, data) == (200, {"raw": text, "parsed": {"a": [1, 2]}})
+    status, data = await http.json("POST", "/raw", data=b"", headers={"Content-Type": "application/json"})
+    assert (status, data) == (200, {"raw": "", "parsed": None})
+
+
+async def test_non_json_bodies_stream_intact(http: HttpHarness, worker: III) -> None:
+    """octet-stream, urlencoded and multipart bodies arrive intact on request_body, 5 MiB too (item 17)."""
+
+    async def size(data: Any) -> Any:
+        content = await data["request_body"].read_all()
+        return {"got": data["body"], "len": len(content), "head": content[:20].decode("latin-1")}
+
+    await http.route(worker, "f::size", size, "/upload", "POST")
+    big = bytes(range(256)) * (5 * MIB // 256)
+    status, data = await http.json(
+        "POST", "/upload", data=big, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert (status, data["len"], data["got"]) == (200, len(big), None)
+    status, data = await http.json("POST", "/upload", data={"a": "b c"})
+    assert data == {"got": None, "len": 5, "head": "a=b+c"}
+    form = aiohttp.FormData()
+    form.add_field("file", b"xyz", filename="f.bin")
+    status, data = await http.json("POST", "/upload", data=form)
+    assert status == 200 and data["len"] > 3 and data["head"].startswith("--")
+
+
+async def test_json_body_over_the_limit(make_http: Any) -> None:
+    """A JSON body over body_limit gives 413, with Content-Length and chunked (item 18)."""
+    http = await make_http(body_limit_bytes=100)
+    worker = http.worker()
+    await capture(http, worker, "/small", "POST")
+    expected = {
+        "error": {"code": "PAYLOAD_TOO_LARGE", "message": "Request body exceeds the limit of 100 bytes"}
+    }
+    payload = json.dumps({"k": "x" * 200}).encode()
+    assert await http.json("POST", "/small", data=payload, headers={"Content-Type": "application/json"}) == (
+        413,
+        expected,
+    )
+
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b'"xxxxxxxxxxxxxxxxxxxx"'
+
+    status, data = await http.json(
+        "POST", "/small", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert (status, data) == (413, expected)
+    assert (await seen(http, "POST", "/small", json={"k": 1}))["body"] == {"k": 1}
