@@ -208,7 +208,8 @@ async def test_list_groups_ignores_unrelated_keys(redis_state: StateHarness) -> 
     """M139: list_groups lists only pyiii scopes, never other keys of the database."""
     state = redis_state
     client = aioredis.Redis.from_url(REDIS_URL)
-    unrelated = [f"{state.prefix}unrelated", "state:users", f"{state.prefix}v:ghost"]
+    # A key of the reference engine's layout (`state:<scope>`), made unique for this run.
+    unrelated = [f"{state.prefix}unrelated", f"state:{state.prefix}users", f"{state.prefix}v:ghost"]
     try:
         await client.set(unrelated[0], "x")
         await client.hset(unrelated[1], "u1", "{}")
