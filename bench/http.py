@@ -444,6 +444,20 @@ def start_pyiii(
     }
 
 
+def start_routes_server(plan: Plan, children: Children, src: str | None) -> Server:
+    pyenv = {"PYTHONPATH": str(Path(src).resolve() / "src")} if src else None
+    port = free_port()
+    child = children.start(
+        "routes",
+        _python_argv(str(Path(__file__).resolve()), "--role", "inprocess", "--port", str(port)),
+        plan.env("inprocess", pyenv),
+    )
+    child.wait_event("ready", 60)
+    url = f"http://127.0.0.1:{port}{ROUTE}"
+    wait_route(url, plan.body, 200)
+    return Server("routes", url, {"server": child.pid}, child)
+
+
 def run_load(
     args: argparse.Namespace, plan: Plan, wrk: Wrk, servers: dict[str, Server]
 ) -> dict[str, list[Any]]:
@@ -742,6 +756,10 @@ def _wrk_version(exe: str) -> str:
 
 def orchestrate(args: argparse.Namespace) -> int:
     install_signal_exit()
+    if args.render:  # a saved --json result as the table
+        saved = json.loads(Path(args.render).read_text())
+        print(render(saved["summary"], saved["meta"]))
+        return 0
     exe = shutil.which(args.wrk)
     if exe is None:
         print(f"http bench: {INSTALL_WRK}", file=sys.stderr)
@@ -766,7 +784,9 @@ def orchestrate(args: argparse.Namespace) -> int:
             servers = start_servers(args, plan, children, Path(tmp), notes)
             load = run_load(args, plan, wrk, servers)
             if INPROCESS in servers and args.route_blocks:
-                routes = run_routes(args, plan, wrk, servers[INPROCESS])
+                # A fresh in-process engine of its own: what the load phase left in the other one
+                # (garbage, timers) must not weigh on one route state more than the other.
+                routes = run_routes(args, plan, wrk, start_routes_server(plan, children, args.src))
         finally:
             children.stop_all()
     summary = summarize(load, routes)
@@ -842,6 +862,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CPU pinning: split = servers/engines on one CPU, wrk and the SDK worker on the other "
         "(default); single = all on one CPU; none = the scheduler decides",
     )
+    p.add_argument("--render", metavar="FILE", help="print the table of a saved --json result and exit")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
     # internal: the process roles
