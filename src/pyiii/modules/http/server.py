@@ -202,13 +202,14 @@ class HttpServer:
         self, function_id: str, data: Any, namespace: str, state: _Request
     ) -> resp.Reply | None:
         """One middleware call (§10.3): ``None`` to continue, or the response to send."""
+        # Left set if the deadline cancels the call: the 504 then names the middleware (§13.1).
         state.middleware_pending = True
         try:
             result = await self.engine.invoke(function_id, data, namespace=namespace)
         except InvocationError as exc:
-            return resp.failure(exc.code, exc.message)
-        finally:
             state.middleware_pending = False
+            return resp.failure(exc.code, exc.message)
+        state.middleware_pending = False
         action = result.get("action") if isinstance(result, dict) else None
         if action == "respond":
             return resp.from_respond(result.get("response"))
