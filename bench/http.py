@@ -229,6 +229,13 @@ async def _inprocess_main(port: int) -> int:
         os._exit(3)  # the graceful stop below hung
 
     threading.Thread(target=read_commands, name="bench-commands", daemon=True).start()
+    if os.environ.get(GC_TUNE_ENV):
+        # What `pyiii` (serve) does after startup: freeze startup objects, rarer gen-0 collections.
+        from pyiii.server import app as server_app
+
+        tune = getattr(server_app, "_tune_gc", None)
+        if tune is not None:
+            tune()
     emit("ready", pid=os.getpid())
     await done.wait()
     with contextlib.suppress(Exception):
@@ -242,6 +249,8 @@ async def _call(fn: Any, *args: Any) -> Any:
 
 
 ROLES = ("engine", "worker", "inprocess")
+#: Set for the in-process children by --inprocess-gc-tune.
+GC_TUNE_ENV = "PYIII_BENCH_GC_TUNE"
 
 
 # ============================================================================================== load (wrk)
@@ -318,9 +327,12 @@ class Plan:
         self.body = json.dumps(self.payload, separators=(",", ":")).encode()
         self.layout = args.layout
         self.cpus = cpu_layout(args.layout)
+        self.gc_tune = args.inprocess_gc_tune
 
     def env(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(extra or {})
+        if role == "inprocess" and self.gc_tune:
+            env[GC_TUNE_ENV] = "1"
         if self.cpus is not None:
             env[CPU_ENV] = str(self.cpus[role])
         return env
@@ -661,7 +673,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "{client}".format(layout=meta["layout"], **meta["cpu_layout"])
             if meta["cpu_layout"]
             else "not pinned (--layout none)"
-        ),
+        )
+        + ("; in-process engines tune the GC as serve does" if meta.get("inprocess_gc_tune") else ""),
         "",
         f"{'load, 64 connections':<50}{'req/s':>9}{'× FastAPI':>10}{'p50 µs':>9}{'p90 µs':>9}{'p99 µs':>9}"
         f"{'blocks ×FastAPI':>18}",
@@ -805,6 +818,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "payload_bytes": len(plan.body),
         "src": args.src,
         "compare_src": args.compare_src,
+        "inprocess_gc_tune": args.inprocess_gc_tune,
         "notes": notes,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
@@ -842,6 +856,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--payload-bytes", type=int, default=48, help="text field length; 48 = a 100-byte body")
     p.add_argument(
         "--fastapi-raw", action="store_true", help="also FastAPI with Request.json() -> JSONResponse"
+    )
+    p.add_argument(
+        "--inprocess-gc-tune",
+        action="store_true",
+        help="in-process engines tune the GC as `pyiii` serve does (freeze, gen-0 threshold 20000)",
     )
     p.add_argument("--no-pyiii", dest="pyiii", action="store_false", help="baselines only (harness check)")
     p.add_argument(
