@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,10 @@ class Channel:
 class ChannelRegistry:
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
+        # (deadline, id) in creation order, swept by one timer: a timer per channel kept every
+        # channel's callback alive for 5 minutes under HTTP load (two channels per request).
+        self._expiry: deque[tuple[float, str]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
 
     def create(self, buffer_size: Any = None) -> dict[str, Any]:
         """``engine::channels::create`` (§7.5): returns the writer and reader refs."""
@@ -53,7 +59,9 @@ class ChannelRegistry:
         size = max(1, min(MAX_BUFFER, size))
         channel = Channel(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), size)
         self.channels[channel.id] = channel
-        asyncio.get_running_loop().call_later(UNATTACHED_TTL_S, self._expire_unattached, channel.id)
+        self._expiry.append((time.monotonic() + UNATTACHED_TTL_S, channel.id))
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(UNATTACHED_TTL_S, self._sweep_expired)
         return {
             "writer": {"channel_id": channel.id, "access_key": channel.writer_key, "direction": "write"},
             "reader": {"channel_id": channel.id, "access_key": channel.reader_key, "direction": "read"},
@@ -72,6 +80,19 @@ class ChannelRegistry:
     def finished(self, channel: Channel) -> None:
         if channel.writer_done and channel.reader_done:
             self.channels.pop(channel.id, None)
+
+    def remove(self, channel_id: str) -> None:
+        """Forget a channel whose users are done with it (its sweep entry expires harmlessly)."""
+        self.channels.pop(channel_id, None)
+
+    def _sweep_expired(self) -> None:
+        self._sweep = None
+        now, expiry = time.monotonic(), self._expiry
+        while expiry and expiry[0][0] <= now:
+            self._expire_unattached(expiry.popleft()[1])
+        if expiry:  # at most one sweep per second
+            delay = max(0.0, expiry[0][0] - now) + 1.0
+            self._sweep = asyncio.get_running_loop().call_later(delay, self._sweep_expired)
 
     def _expire_unattached(self, channel_id: str) -> None:
         channel = self.channels.get(channel_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import time
 import uuid
@@ -63,6 +64,9 @@ from pyiii.protocol.messages import (
 )
 
 log = logging.getLogger("pyiii.engine")
+
+_TID_PREFIX = str(uuid.uuid4())[:24]
+_TID_COUNTER = itertools.count(1)
 
 #: Trigger type ids that workers can never provide (§5.3 rule 1).
 BUILTIN_TYPE_IDS = frozenset(
@@ -781,7 +785,10 @@ class Engine:
                 self.functions.not_found_message(namespace, fid),
             )
             return
-        tid = caller_inv_id if caller_inv_id and caller_inv_id not in self.pending else str(uuid.uuid4())
+        if caller_inv_id and caller_inv_id not in self.pending:
+            tid = caller_inv_id
+        else:  # UUID v4 shaped (version and variant bits in the random prefix), no uuid4() per call
+            tid = f"{_TID_PREFIX}{next(_TID_COUNTER):012x}"
         pending = Pending(tid, fid, target, caller, caller_inv_id, future)
         self.pending[tid] = pending
         target.inflight[tid] = pending
