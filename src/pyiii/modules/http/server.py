@@ -103,7 +103,7 @@ class HttpServer:
             if not task.done():
                 task.cancel()
         for channel_id in state.channel_ids:
-            self.channels.channels.pop(channel_id, None)
+            self.channels.remove(channel_id)
 
     async def _write_stream(
         self, request: web.BaseRequest, s: Streamed, cors: resp.Headers
