@@ -1,4 +1,4 @@
-"""The baselines of ``bench/http.py``: HTTP servers that echo the JSON body of ``POST /echo``.
+"""The baselines of ``bench/http_bench.py``: HTTP servers that echo the JSON body of ``POST /echo``.
 
     python bench/_http_baselines.py aiohttp --port N       # the floor: bare aiohttp on uvloop
     python bench/_http_baselines.py fastapi --port N       # FastAPI on uvicorn (uvloop + httptools)
@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This directory holds bench/http.py, which would shadow the standard library's `http` package
+# This directory holds bench/http_bench.py, which would shadow the standard library's `http` package
 # (aiohttp and uvicorn import http.cookies, http.HTTPStatus...): take it off the import path first.
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]

@@ -1,8 +1,8 @@
 """HTTP-module speed: requests/s and latency through pyiii's iii-http against aiohttp and FastAPI, same run.
 
-    .venv/bin/python bench/http.py              # full run (about 2 minutes on 2 cores)
-    .venv/bin/python bench/http.py --quick      # CI smoke: 1 s blocks, 3 blocks (about 30 s)
-    .venv/bin/python bench/http.py --json       # machine-readable result on stdout
+    .venv/bin/python bench/http_bench.py              # full run (about 2 minutes on 2 cores)
+    .venv/bin/python bench/http_bench.py --quick      # CI smoke: 1 s blocks, 3 blocks (about 30 s)
+    .venv/bin/python bench/http_bench.py --json       # machine-readable result on stdout
 
 Needs ``wrk`` (Debian: ``apt-get install -y wrk``) and, for the baseline, ``fastapi`` and
 ``uvicorn[standard]`` in the venv (``.venv/bin/pip install fastapi 'uvicorn[standard]'``).
@@ -35,7 +35,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Running `python bench/http.py` puts bench/ first on sys.path, where this very file would shadow the
+# Running `python bench/http_bench.py` puts bench/ first on sys.path, where this very file would shadow the
 # standard library's `http` package (aiohttp imports http.cookies): keep bench/ last instead.
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
