@@ -41,6 +41,20 @@ async def raw_request(http: HttpHarness, head: bytes) -> tuple[int, bytes]:
     return int(data.split(b" ", 2)[1]), data
 
 
+def refused(reply: bytes) -> tuple[int, dict[str, str], Any]:
+    """A parser-level refusal: status, lower-cased headers and the JSON body; checks the envelope and
+    the permissive CORS headers (§3 step 10, §14)."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["content-type"] == "application/json"
+    assert headers["access-control-allow-origin"] == "*"
+    assert headers["access-control-expose-headers"] == "*"
+    value = json.loads(body)
+    assert set(value) == {"error"} and isinstance(value["error"]["message"], str)
+    return int(lines[0].split(" ", 2)[1]), headers, value
+
+
 async def still_serving(http: HttpHarness) -> None:
     assert await http.json("GET", "/ok/1") == (200, {"path_params": {"id": "1"}, "query": {}, "got": None})
 
@@ -79,12 +93,55 @@ async def test_huge_bodies(make_http: Any) -> None:
 
 
 async def test_huge_headers(http: HttpHarness, worker: III) -> None:
-    """A header over the parser's limit is refused with a 4xx; the server keeps serving."""
+    """Headers over the parser's limits are refused with 400 and the JSON envelope with CORS
+    headers; the server keeps serving."""
     await http.route(worker, "f::ok-get", echo, "/ok/:id")
-    status, _ = await raw_request(
-        http, b"GET /ok/1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    big = b"GET /ok/1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    many = b"GET /ok/1 HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) + b"\r\n"
+    for head in (big, many):
+        _, reply = await raw_request(http, head)
+        status, _, body = refused(reply)
+        assert (status, body["error"]["code"]) == (400, "BAD_REQUEST")
+        await still_serving(http)
+
+
+async def test_malformed_request_lines(http: HttpHarness, worker: III) -> None:
+    """Malformed request lines and header lines (an over-long target too) get 400 with the
+    envelope and CORS headers; each time the server keeps serving."""
+    await http.route(worker, "f::ok-get", echo, "/ok/:id")
+    for head in [
+        b"GET\r\nHost: x\r\n\r\n",
+        b"GET /ok/1 HTTX/1.1\r\nHost: x\r\n\r\n",
+        b"GET /ok/1 HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        b"G(T /ok/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /ok/1 HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]:
+        _, reply = await raw_request(http, head)
+        status, _, body = refused(reply)
+        assert (status, body) == (400, {"error": {"code": "BAD_REQUEST", "message": "Bad Request"}}), head[
+            :40
+        ]
+        await still_serving(http)
+
+
+async def test_parser_refusal_with_cors_policy(make_http: Any) -> None:
+    """With a configured CORS policy a refused request gets that policy's headers for an unknown
+    origin (the parser never delivered the request's headers): no allow-origin, no expose-headers."""
+    from pyiii.config import CorsSettings
+
+    http = await make_http(cors=CorsSettings(allowed_origins=("http://a.test",)))
+    worker = http.worker()
+    await http.route(worker, "f::ok-get", echo, "/ok/:id")
+    _, reply = await raw_request(
+        http,
+        b"BREW /ok/1 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.test\r\nConnection: close\r\n\r\n",
     )
-    assert 400 <= status < 500
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert reply.split(b" ", 2)[1] == b"400"
+    assert b"content-type: application/json" in head.lower()
+    assert b"access-control-" not in head.lower()
+    assert json.loads(body)["error"]["code"] == "BAD_REQUEST"
     await still_serving(http)
 
 
@@ -108,7 +165,8 @@ async def test_dot_segments_and_encoded_slashes(http: HttpHarness, worker: III) 
 async def test_unknown_methods(http: HttpHarness, worker: III) -> None:
     """An unsupported method gets 405 on a known path and 404 elsewhere; TRACE routes never match.
 
-    A method the HTTP parser does not know at all (``BREW``) is refused by it with 400.
+    A method the HTTP parser does not know at all (``BREW``) is refused by it with 400, sent with
+    the JSON envelope and CORS headers like every engine error (§3, §14).
     """
     await http.route(worker, "f::ok-get", echo, "/ok/:id")
     worker.register_function("f::trace", echo)
@@ -120,8 +178,9 @@ async def test_unknown_methods(http: HttpHarness, worker: III) -> None:
     assert (status, headers["allow"]) == (405, "GET, HEAD")
     assert await http.json("PURGE", "/nowhere") == (404, NOT_FOUND)
     assert await http.json("TRACE", "/t") == (404, NOT_FOUND)
-    status, _ = await raw_request(http, b"BREW /ok/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert status == 400
+    _, reply = await raw_request(http, b"BREW /ok/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _, body = refused(reply)
+    assert (status, body) == (400, {"error": {"code": "BAD_REQUEST", "message": "Bad Request"}})
     await still_serving(http)
 
 

@@ -76,12 +76,12 @@ class HttpModule(Module):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: ModuleHost) -> None:
-        from .server import HttpServer
+        from .server import HttpServer, Listener
 
         host.register_trigger_type(TRIGGER_TYPE, self, description="HTTP API trigger")
         app = HttpServer(host.engine, self.router, self.channels, self.settings)
         # Handler cancellation: a client that goes away ends its request, and its channels (§8.5 rule 3).
-        server = web.Server(app.handle, handler_cancellation=True, access_log=None)
+        server = Listener(app, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -97,6 +98,18 @@ def internal_error() -> Reply:
     return json_reply(
         500, {"error": {"code": "INTERNAL_ERROR", "message": "internal server error", "error_id": eid}}
     )
+
+
+def protocol_error(status: int) -> Reply:
+    """A request the HTTP parser refused (bad request line, unknown method token, headers over the
+    limits): aiohttp's status with the §13.3 envelope, code and message from the status phrase,
+    e.g. ``431 {"error":{"code":"REQUEST_HEADER_FIELDS_TOO_LARGE",...}}``."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        status, phrase = 400, HTTPStatus.BAD_REQUEST.phrase
+    code = re.sub(r"[^A-Z0-9]+", "_", phrase.upper()).strip("_")
+    return json_reply(status, {"error": {"code": code, "message": phrase}})
 
 
 def valid_header(name: str, value: str) -> bool:

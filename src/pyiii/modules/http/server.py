@@ -1,6 +1,7 @@
 """The HTTP front door: the request pipeline of spec/http.md §3 as layers, outermost first.
 
-1. CORS headers on every response (§14) — :meth:`HttpServer.handle`;
+1. CORS headers on every response (§14) — :meth:`HttpServer.handle`, and for requests the HTTP
+   parser refuses, :class:`Listener` (JSON envelope as well);
 2. the error envelope: an unexpected exception becomes ``500 INTERNAL_ERROR`` — ``handle``;
 3. the concurrency slot and the deadline (§13) — :meth:`HttpServer._limited`;
 4. the preflight, routing (404/405), global middleware, body, condition, per-route middleware and
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
 from pyiii.config import HttpSettings
@@ -36,6 +38,73 @@ log = logging.getLogger("pyiii.http")
 CHANNEL_BUFFER = 64
 #: §11.1: how long a null result waits for a writer to attach to the response channel.
 SETTLE_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    """Limits of aiohttp's HTTP/1 request parser (the C parser). A request over them is refused by the
+    parser before the pipeline (§3) runs, with **400** and the JSON envelope
+    ``{"error":{"code":"BAD_REQUEST","message":"Bad Request"}}`` plus the CORS headers
+    (:class:`Listener`), like any other malformed request (unknown method token, bad request line).
+    The defaults are aiohttp's.
+    """
+
+    #: Bytes in the request line (method, target, version).
+    max_line_size: int = 8190
+    #: Bytes in one header line (name and value).
+    max_field_size: int = 8190
+    #: Number of header lines.
+    max_headers: int = 128
+
+
+PARSER_LIMITS = ParserLimits()
+
+
+class _ProtocolHandler(RequestHandler):
+    """aiohttp's connection handler, whose errors (parser errors such as an unknown method token, a
+    malformed request line or headers over :class:`ParserLimits`; uncaught failures) are sent with the
+    §13.3 JSON envelope and the CORS headers (§3 step 10, §14) instead of aiohttp's plain text."""
+
+    _manager: Listener
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own: logs the error; raises ConnectionError if a response was already started.
+        super().handle_error(request, status, exc, message)
+        if status == 500:
+            reply = resp.internal_error()
+        elif status == 504:
+            reply = resp.timeout(False)
+        else:
+            reply = resp.protocol_error(status)
+        out = CIMultiDict(reply.headers)
+        out.extend(self._manager.app.cors.response_headers(request.headers.get(hdrs.ORIGIN)))
+        response = web.Response(status=reply.status, headers=out, body=reply.body)
+        response.force_close()
+        return response
+
+
+class Listener(web.Server):
+    """The low-level aiohttp server of :class:`HttpServer`: its connections use
+    :class:`_ProtocolHandler`, and its parser the given :class:`ParserLimits`."""
+
+    def __init__(self, app: HttpServer, limits: ParserLimits = PARSER_LIMITS, **kwargs: Any) -> None:
+        super().__init__(
+            app.handle,
+            max_line_size=limits.max_line_size,
+            max_field_size=limits.max_field_size,
+            max_headers=limits.max_headers,
+            **kwargs,
+        )
+        self.app = app
+
+    def __call__(self) -> RequestHandler:
+        return _ProtocolHandler(self, loop=self._loop, **self._kwargs)
 
 
 @dataclass(slots=True)
