@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -431,3 +432,32 @@ def install_signal_exit() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
+
+
+def pooled_stats(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled statistics of one variant's blocks (sequential: latency; throughput: rate), with the CPU
+    time per call of every process that reported it in every block."""
+    if not blocks:
+        return {}
+    calls = sum(b["calls"] for b in blocks)
+    cpu: dict[str, float] = {}
+    for name in blocks[0].get("cpu_ns", {}):
+        spent = [b["cpu_ns"].get(name) for b in blocks]
+        if all(s is not None for s in spent) and calls:
+            cpu[name] = sum(spent) / calls / 1000
+    out: dict[str, Any] = {"cpu_us_per_call": cpu}
+    if "samples_ns" in blocks[0]:
+        out.update(latency_stats_us([s for b in blocks for s in b["samples_ns"]]))
+        out["block_medians_us"] = [latency_stats_us(b["samples_ns"])["median_us"] for b in blocks]
+    else:
+        out["calls_per_s"] = calls / sum(b["seconds"] for b in blocks)
+        out["block_rates"] = [b["calls"] / b["seconds"] for b in blocks]
+    return out
+
+
+def paired_ratios(ours: list[float], base: list[float]) -> dict[str, float]:
+    """Spread of the per-block ratios (each block pair ran back to back)."""
+    ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
+    if not ratios:
+        return {}
+    return {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}

@@ -52,7 +52,6 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -73,6 +72,7 @@ from _common import (  # noqa: E402
     free_port,
     install_signal_exit,
     make_payload,
+    paired_ratios,
     percentile,
     pin_cpu_from_env,
     wait_port,
@@ -581,13 +581,6 @@ def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _paired(ours: list[float], base: list[float]) -> dict[str, float]:
-    ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
-    if not ratios:
-        return {}
-    return {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
-
-
 def summarize(load: dict[str, list[Any]], routes: dict[str, list[Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"load": {v: _pool(b) for v, b in load.items()}, "routes": {}, "targets": []}
     fast = summary["load"].get(FASTAPI)
@@ -596,7 +589,7 @@ def summarize(load: dict[str, list[Any]], routes: dict[str, list[Any]]) -> dict[
         if fast and variant != FASTAPI:
             ratios[variant] = {
                 "rate_vs_fastapi": stats["requests_per_s"] / fast["requests_per_s"],
-                "blocks": _paired(stats["block_rates"], fast["block_rates"]),
+                "blocks": paired_ratios(stats["block_rates"], fast["block_rates"]),
             }
     summary["ratios"] = ratios
     compare = {}
@@ -605,7 +598,7 @@ def summarize(load: dict[str, list[Any]], routes: dict[str, list[Any]]) -> dict[
         if ours and theirs:
             compare[variant] = {
                 "rate": ours["requests_per_s"] / theirs["requests_per_s"],
-                "blocks": _paired(ours["block_rates"], theirs["block_rates"]),
+                "blocks": paired_ratios(ours["block_rates"], theirs["block_rates"]),
                 "server_cpu": ours["cpu_us_per_request"]["server"] / theirs["cpu_us_per_request"]["server"],
             }
     if compare:
@@ -630,7 +623,7 @@ def summarize(load: dict[str, list[Any]], routes: dict[str, list[Any]]) -> dict[
         summary["routes_ratio"] = {
             "p50": value,
             "p99": many["p99_us"] / one["p99_us"],
-            "blocks": _paired(many["block_p50_us"], one["block_p50_us"]),
+            "blocks": paired_ratios(many["block_p50_us"], one["block_p50_us"]),
         }
         summary["targets"].append(
             {

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -53,9 +52,10 @@ from _common import (  # noqa: E402
     exit_when_parent_goes,
     free_port,
     install_signal_exit,
-    latency_stats_us,
     make_payload,
+    paired_ratios,
     pin_cpu_from_env,
+    pooled_stats,
     serve_commands,
     start_loop_thread,
     wait_port,
@@ -402,50 +402,24 @@ def run_inprocess(
 # ---------------------------------------------------------------------------------------------- summary
 
 
-def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled statistics of one variant's blocks (sequential: latency; throughput: rate)."""
-    if not blocks:
-        return {}
-    calls = sum(b["calls"] for b in blocks)
-    cpu: dict[str, float] = {}
-    for name in ("client", "router", "echo"):
-        spent = [b["cpu_ns"][name] for b in blocks if name in b.get("cpu_ns", {})]
-        if len(spent) == len(blocks):
-            cpu[name] = sum(spent) / calls / 1000
-    out: dict[str, Any] = {"cpu_us_per_call": cpu}
-    if "samples_ns" in blocks[0]:
-        out.update(latency_stats_us([s for b in blocks for s in b["samples_ns"]]))
-        out["block_medians_us"] = [latency_stats_us(b["samples_ns"])["median_us"] for b in blocks]
-    else:
-        out["calls_per_s"] = calls / sum(b["seconds"] for b in blocks)
-        out["block_rates"] = [b["calls"] / b["seconds"] for b in blocks]
-    return out
-
-
-def _paired(ours: list[float], base: list[float]) -> dict[str, float]:
-    """Spread of the per-block ratios (each block pair ran back to back)."""
-    ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
-    if not ratios:
-        return {}
-    return {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
-
-
 def summarize(remote: dict[str, Any], inproc: dict[str, Any], inflight: int) -> dict[str, Any]:
     summary: dict[str, Any] = {"remote": {}, "inprocess": {}}
     for variant, phases in remote.items():
-        seq, tp = _pool(phases["sequential"]), _pool(phases["throughput"])
+        seq, tp = pooled_stats(phases["sequential"]), pooled_stats(phases["throughput"])
         summary["remote"][variant] = {"sequential": seq, "throughput": tp}
     for target, phases in inproc.items():
         summary["inprocess"][target] = {
-            "sequential": _pool(phases["sequential"]),
-            "throughput": _pool(phases["throughput"]),
+            "sequential": pooled_stats(phases["sequential"]),
+            "throughput": pooled_stats(phases["throughput"]),
         }
     base, ours = summary["remote"][RELAY], summary["remote"][PYIII]
     median_ratio = ours["sequential"]["median_us"] / base["sequential"]["median_us"]
     tp_ratio = ours["throughput"]["calls_per_s"] / base["throughput"]["calls_per_s"]
     summary["block_ratios"] = {
-        "median": _paired(ours["sequential"]["block_medians_us"], base["sequential"]["block_medians_us"]),
-        "throughput": _paired(ours["throughput"]["block_rates"], base["throughput"]["block_rates"]),
+        "median": paired_ratios(
+            ours["sequential"]["block_medians_us"], base["sequential"]["block_medians_us"]
+        ),
+        "throughput": paired_ratios(ours["throughput"]["block_rates"], base["throughput"]["block_rates"]),
     }
     cmp = summary["remote"].get(PYIII_CMP)
     if cmp:
@@ -453,10 +427,12 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], inflight: int) -> 
             "median_ratio": ours["sequential"]["median_us"] / cmp["sequential"]["median_us"],
             "throughput_ratio": ours["throughput"]["calls_per_s"] / cmp["throughput"]["calls_per_s"],
             "block_ratios": {
-                "median": _paired(
+                "median": paired_ratios(
                     ours["sequential"]["block_medians_us"], cmp["sequential"]["block_medians_us"]
                 ),
-                "throughput": _paired(ours["throughput"]["block_rates"], cmp["throughput"]["block_rates"]),
+                "throughput": paired_ratios(
+                    ours["throughput"]["block_rates"], cmp["throughput"]["block_rates"]
+                ),
             },
         }
     inproc_median = summary["inprocess"]["call"]["sequential"]["median_us"]

@@ -35,7 +35,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,9 @@ from _common import (  # noqa: E402
     install_signal_exit,
     latency_stats_us,
     make_payload,
+    paired_ratios,
     pin_cpu_from_env,
+    pooled_stats,
     wait_port,
 )
 from _state_roles import FANOUTS, OPS  # noqa: E402
@@ -481,34 +482,6 @@ def redis_cleanup(url: str, run_id: str) -> int:
 # ---------------------------------------------------------------------------------------------- summary
 
 
-def _pool(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled statistics of one variant's blocks (sequential: latency; throughput: rate)."""
-    if not blocks:
-        return {}
-    calls = sum(b["calls"] for b in blocks)
-    cpu: dict[str, float] = {}
-    for name in blocks[0].get("cpu_ns", {}):
-        spent = [b["cpu_ns"].get(name) for b in blocks]
-        if all(s is not None for s in spent) and calls:
-            cpu[name] = sum(spent) / calls / 1000
-    out: dict[str, Any] = {"cpu_us_per_call": cpu}
-    if "samples_ns" in blocks[0]:
-        out.update(latency_stats_us([s for b in blocks for s in b["samples_ns"]]))
-        out["block_medians_us"] = [latency_stats_us(b["samples_ns"])["median_us"] for b in blocks]
-    else:
-        out["calls_per_s"] = calls / sum(b["seconds"] for b in blocks)
-        out["block_rates"] = [b["calls"] / b["seconds"] for b in blocks]
-    return out
-
-
-def _paired(ours: list[float], base: list[float]) -> dict[str, float]:
-    """Spread of the per-block ratios (each block pair ran back to back)."""
-    ratios = [o / b for o, b in zip(ours, base, strict=False) if b]
-    if not ratios:
-        return {}
-    return {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
-
-
 def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
     if not a or not b or not b.get(key):
         return None
@@ -519,7 +492,7 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
     summary: dict[str, Any] = {"remote": {}, "inprocess": {}, "fanout": {}, "ratios": {}, "targets": []}
     for variant, by_op in remote.items():
         summary["remote"][variant] = {
-            op: {"sequential": _pool(p["sequential"]), "throughput": _pool(p["throughput"])}
+            op: {"sequential": pooled_stats(p["sequential"]), "throughput": pooled_stats(p["throughput"])}
             for op, p in by_op.items()
         }
     rem = summary["remote"]
@@ -534,7 +507,7 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
             summary["ratios"][variant][op] = {
                 "median_vs_baseline": _ratio(ours["sequential"], base["sequential"], "median_us"),
                 "ops_vs_baseline": _ratio(ours["throughput"], base["throughput"], "calls_per_s"),
-                "blocks_ops_vs_baseline": _paired(
+                "blocks_ops_vs_baseline": paired_ratios(
                     ours["throughput"]["block_rates"], base["throughput"]["block_rates"]
                 ),
             }
@@ -543,12 +516,12 @@ def summarize(remote: dict[str, Any], inproc: dict[str, Any], fanout: dict[str, 
                 summary["ratios"][variant][op]["ops_vs_memory"] = _ratio(
                     ours["throughput"], mem["throughput"], "calls_per_s"
                 )
-                summary["ratios"][variant][op]["blocks_ops_vs_memory"] = _paired(
+                summary["ratios"][variant][op]["blocks_ops_vs_memory"] = paired_ratios(
                     ours["throughput"]["block_rates"], mem["throughput"]["block_rates"]
                 )
     for adapter, by_target in inproc.items():
         summary["inprocess"][adapter] = {
-            t: {"sequential": _pool(p["sequential"]), "throughput": _pool(p["throughput"])}
+            t: {"sequential": pooled_stats(p["sequential"]), "throughput": pooled_stats(p["throughput"])}
             for t, p in by_target.items()
         }
     for adapter, by_variant in fanout.items():
