@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup setup-core setup-compat setup-services lint bench clean
+.PHONY: run test setup setup-core setup-compat setup-services setup-browser lint bench clean
 
 ## run: install pyiii into .venv and serve on the embedded default (127.0.0.1:49134, data in ./data)
 run: setup-core
@@ -13,11 +13,15 @@ run: setup-core
 test: setup lint
 	$(BIN)/pytest
 
-setup: setup-core setup-compat setup-services
+setup: setup-core setup-compat setup-services setup-browser
 
 ## setup-services: the Redis server the Redis adapter tests use (127.0.0.1:6379 or $$REDIS_URL)
 setup-services:
 	scripts/ensure-redis
+
+## setup-browser: Debian's chromium at /usr/bin/chromium for the browser tests (Playwright drives it)
+setup-browser:
+	scripts/ensure-chromium
 
 setup-core: $(VENV)/.installed
 
