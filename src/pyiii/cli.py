@@ -2,13 +2,16 @@
 
     pyiii [-c PATH] [--in-memory] [--data-dir DIR]       serve (§3.1)
     pyiii trigger FUNCTION_ID [KEY=VALUE ...] [...]      call one function and print its result (§3.2)
+    pyiii run APP.py [-c PATH] [--in-memory] [--data-dir DIR]
+                                                         serve, with a worker file in the same process
     pyiii -v | --version                                 print the bare version
 
 Exit codes (§3.3): 0 success, 1 config/runtime failure, 2 usage error.
 
 The pure parts, `build_payload` and `resolve_target_url`, raise `UsageError` and are tested on their
 own. Serving is delegated to `pyiii.server.app.serve(settings) -> int`; `pyiii trigger` talks to the
-engine through pyiii's own SDK, so it behaves like any other worker.
+engine through pyiii's own SDK, so it behaves like any other worker. `pyiii run` (not in the spec: the
+quickstart of issue 6) serves like `pyiii` with a worker file attached in-process; see `pyiii.run`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    parser, trigger_parser = _build_parsers()
+    parser, trigger_parser, run_parser = _build_parsers()
+    if argv[:1] == ["run"]:
+        return _run_app(run_parser.parse_args(argv[1:]), run_parser)
     if argv[:1] == ["trigger"]:
         # intermixed parsing lets KEY=VALUE pairs appear before and after the options
         args = trigger_parser.parse_intermixed_args(argv[1:])
@@ -70,12 +76,7 @@ def _dispatch(argv: list[str]) -> int:
 # Argument parsing
 
 
-def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    parser = argparse.ArgumentParser(
-        prog="pyiii",
-        description="Run the pyiii engine, or call one function with 'pyiii trigger'.",
-        allow_abbrev=False,
-    )
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", metavar="PATH", help="config file (default: ./config.yaml if present)"
     )
@@ -89,9 +90,18 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="DIR",
         help="data directory of the default module set (default ./data); ignored with a config file",
     )
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    parser = argparse.ArgumentParser(
+        prog="pyiii",
+        description="Run the pyiii engine, or call one function with 'pyiii trigger'.",
+        allow_abbrev=False,
+    )
+    _add_serve_options(parser)
     parser.add_argument("-v", "--version", action="version", version=__version__)
     parser.set_defaults(command="serve")
-    commands = parser.add_subparsers(title="commands", dest="command", metavar="{trigger}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="{trigger,run}")
     trigger = commands.add_parser(
         "trigger",
         help="call one function and print its result",
@@ -121,7 +131,19 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "-n", "--namespace", metavar="NAMESPACE", help="namespace of the call (default 'default')"
     )
     trigger.set_defaults(command="trigger")
-    return parser, trigger
+    run = commands.add_parser(
+        "run",
+        help="serve, and run a worker file in the same process",
+        description=(
+            "Serve like 'pyiii' and run APP (a Python worker file) in the same process: register_worker() "
+            "without an address attaches to this engine in-process. Prints the address to open."
+        ),
+        allow_abbrev=False,
+    )
+    run.add_argument("app", metavar="APP", help="the worker file, e.g. examples/todo/app.py")
+    _add_serve_options(run)
+    run.set_defaults(command="run")
+    return parser, trigger, run
 
 
 def _positive_int(text: str) -> int:
@@ -150,13 +172,10 @@ def _port(text: str) -> int:
 
 def _run_serve(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.config, in_memory=args.in_memory, data_dir=args.data_dir or "./data")
+        settings = _load_serve_settings(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.data_dir is not None and settings.source_file is not None:
-        note = f"--data-dir is ignored because the config file {settings.source_file} is used"
-        settings = replace(settings, warnings=(*settings.warnings, note))
     # `serve` configures logging from settings.observability first, then logs settings.warnings: the
     # warnings come out in the engine's log format, once.
     return _serve(settings)
@@ -166,6 +185,32 @@ def _serve(settings: Settings) -> int:
     from pyiii.server.app import serve  # imported late: `pyiii trigger` and --version never need it
 
     return serve(settings)
+
+
+def _load_serve_settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, in_memory=args.in_memory, data_dir=args.data_dir or "./data")
+    if args.data_dir is not None and settings.source_file is not None:
+        note = f"--data-dir is ignored because the config file {settings.source_file} is used"
+        settings = replace(settings, warnings=(*settings.warnings, note))
+    return settings
+
+
+# --------------------------------------------------------------------------------------------------
+# pyiii run: serve with a worker file attached
+
+
+def _run_app(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    app = Path(args.app)
+    if not app.is_file():
+        parser.error(f"APP must be a Python file: {args.app!r} is not a file")
+    try:
+        settings = _load_serve_settings(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    from pyiii.run import run_app  # imported late, like serve
+
+    return run_app(settings, app)
 
 
 # --------------------------------------------------------------------------------------------------

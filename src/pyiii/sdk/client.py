@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from pyiii.engine.core import Engine
     from pyiii.sdk.remote import BackgroundLoop
 
-__all__ = ["DEFAULT_ADDRESS", "III", "register_worker"]
+__all__ = ["DEFAULT_ADDRESS", "III", "register_worker", "set_default_engine"]
 
 log = logging.getLogger("pyiii.sdk")
 
@@ -218,6 +218,8 @@ class III:
         self._loop_thread: int | None = None
         self._background: BackgroundLoop | None = None
 
+        if (address is None or address == "") and _default_engine is not None:
+            address = _default_engine  # `pyiii run`: the worker file attaches to the embedded engine
         engine = None if transport is not None else _as_engine(address)
         if transport is not None:
             # A caller-supplied transport (tests, custom wires) runs on the caller's loop.
@@ -1118,11 +1120,23 @@ def _as_engine(address: Any) -> Engine | None:
     raise TypeError(f"address must be a ws:// URL or an Engine, got {type(address).__name__}")
 
 
+#: The engine a worker created without an address attaches to, instead of ``$III_URL``. Set by
+#: ``pyiii run`` (:func:`set_default_engine`), so one worker file runs embedded or standalone.
+_default_engine: Engine | None = None
+
+
+def set_default_engine(engine: Engine | None) -> None:
+    """Make ``register_worker()`` without an address attach to ``engine`` (``None`` restores $III_URL)."""
+    global _default_engine
+    _default_engine = engine
+
+
 def register_worker(address: str | Engine | None = None, options: InitOptions | None = None) -> III:
     """Connect a worker to an engine and return its client (§10.2).
 
-    ``address``: a ``ws://`` URL (default ``$III_URL``, else ``ws://127.0.0.1:49134``) or a started
-    :class:`~pyiii.engine.core.Engine` in this process. Blocks until the connection is open, at most
+    ``address``: a ``ws://`` URL or a started :class:`~pyiii.engine.core.Engine` in this process.
+    Without one: the engine of ``pyiii run`` when the worker runs under it, else ``$III_URL``, else
+    ``ws://127.0.0.1:49134``. Blocks until the connection is open, at most
     30 s; after that it logs a warning, returns, and keeps retrying in the background. Called on the
     engine's own loop thread, the in-process connection is made synchronously.
     """
