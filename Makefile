@@ -44,4 +44,4 @@ bench: setup
 	$(BIN)/python bench/invoke.py
 
 clean:
-	rm -rf $(VENV) .compat tests/compat/node/*/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .compat tests/compat/node/*/node_modules examples/todo-node/node_modules .pytest_cache .mypy_cache .ruff_cache
