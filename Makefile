@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test setup setup-core setup-compat setup-services setup-browser lint bench clean
 
-## run: install pyiii into .venv and serve on the embedded default (127.0.0.1:49134, data in ./data)
+## run: install pyiii into .venv and run the live todo app: the engine on its defaults (data in ./data)
+## with examples/todo/app.py in the same process; open http://127.0.0.1:3111/
 run: setup-core
-	$(BIN)/pyiii
+	$(BIN)/pyiii run examples/todo/app.py
 
 ## test: install everything (venv, official Python and Node SDKs, a running Redis) and run lint, types and all tests
 test: setup lint
