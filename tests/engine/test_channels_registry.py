@@ -40,3 +40,46 @@ async def test_unattached_channels_expire_and_attached_ones_stay(monkeypatch: py
     await asyncio.sleep(0.3)  # the behaviour under test is a timeout: wait past it (TTL 0.05 s)
     assert idle not in registry.channels
     assert busy in registry.channels
+
+
+async def test_engine_end_has_no_key() -> None:
+    """A channel opened with ``engine_end`` has no access key for that end: no socket can attach to it."""
+    registry = ChannelRegistry()
+    channel = registry.open(engine_end="write")
+    ref = registry.ref(channel, "read")
+    assert registry.lookup(channel.id, ref["access_key"], "read") is channel
+    assert registry.lookup(channel.id, ref["access_key"], "write") is None
+    assert registry.lookup(channel.id, "", "write") is None
+    with pytest.raises(ValueError):
+        registry.ref(channel, "write")
+
+
+async def test_ids_and_keys_are_uuid4_and_distinct() -> None:
+    """§9 rule 1: channel ids and access keys are UUID v4 strings; keys never repeat."""
+    import uuid
+
+    registry = ChannelRegistry()
+    seen: set[str] = set()
+    for _ in range(600):  # more than one pooled random read
+        refs = registry.create()
+        for value in (
+            refs["writer"]["channel_id"],
+            refs["writer"]["access_key"],
+            refs["reader"]["access_key"],
+        ):
+            assert str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+        seen.update((refs["writer"]["access_key"], refs["reader"]["access_key"]))
+    assert len(seen) == 1200
+
+
+async def test_preloaded_items_come_first_and_put_wakes_waiter() -> None:
+    """Items preloaded before the queue exists are read first, in order; put() resolves the waiter."""
+    registry = ChannelRegistry()
+    channel = registry.open()
+    assert not channel.used
+    channel.preload([(False, b"a")])
+    assert channel.used
+    channel.waiter = asyncio.get_running_loop().create_future()
+    await channel.put((True, b"b"))
+    assert channel.waiter.done()
+    assert [channel.queue.get_nowait(), channel.queue.get_nowait()] == [(False, b"a"), (True, b"b")]

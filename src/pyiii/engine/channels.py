@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
+import os
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 #: An item is (is_text, payload bytes); ``None`` marks the end of the stream.
@@ -22,23 +23,107 @@ MAX_BUFFER = 1024
 UNATTACHED_TTL_S = 300.0
 
 
-@dataclass(eq=False)
-class Channel:
-    id: str
-    writer_key: str
-    reader_key: str
-    buffer_size: int
-    queue: asyncio.Queue[Item] = field(init=False)
-    writer_attached: bool = False
-    reader_attached: bool = False
-    writer_done: bool = False
-    reader_done: bool = False
+#: Channel ids: a random UUID-v4-shaped prefix per process and a counter (as the engine's call ids);
+#: ids are not secrets, the access keys are.
+_ID_PREFIX = str(uuid.uuid4())[:24]
+_ID_COUNTER = itertools.count(1)
+#: Access keys are UUID v4 strings of 16 random bytes, sliced from one ``os.urandom`` read per this many keys:
+#: ``uuid4()`` per key was 9 % of an HTTP request's cost (bench/RESULTS.md, http section).
+_KEY_BYTES = 16
+_KEYS_PER_READ = 256
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.buffer_size)
+
+class _KeyPool:
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def take(self) -> str:
+        pos = self._pos
+        if pos >= len(self._buf):
+            self._buf, pos = os.urandom(_KEY_BYTES * _KEYS_PER_READ), 0
+        self._pos = pos + _KEY_BYTES
+        h = self._buf[pos : pos + _KEY_BYTES].hex()
+        # A UUID v4 string (§9 rule 1): version nibble 4, variant bits 10.
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_keys = _KeyPool()
+
+
+class Channel:
+    """One channel. Its queue is created on first use: an HTTP request opens two channels that its
+    handler usually never touches, and the engine only notes what it would put in them
+    (:meth:`preload`) until someone asks for the queue."""
+
+    __slots__ = (
+        "_preload",
+        "_queue",
+        "buffer_size",
+        "id",
+        "reader_attached",
+        "reader_done",
+        "reader_key",
+        "waiter",
+        "writer_attached",
+        "writer_done",
+        "writer_key",
+    )
+
+    def __init__(self, id: str, writer_key: str | None, reader_key: str | None, buffer_size: int) -> None:
+        self.id = id
+        self.writer_key = writer_key
+        self.reader_key = reader_key
+        self.buffer_size = buffer_size
+        self.writer_attached = False
+        self.reader_attached = False
+        self.writer_done = False
+        self.reader_done = False
+        self._queue: asyncio.Queue[Item] | None = None
+        self._preload: list[Item] | None = None
+        #: Resolved by the next :meth:`put` (the HTTP module waits on it together with its call).
+        self.waiter: asyncio.Future[None] | None = None
+
+    @property
+    def queue(self) -> asyncio.Queue[Item]:
+        q = self._queue
+        if q is None:
+            q = self._queue = asyncio.Queue(maxsize=self.buffer_size)
+            if self._preload is not None:
+                for item in self._preload:
+                    q.put_nowait(item)
+                self._preload = None
+        return q
+
+    @property
+    def used(self) -> bool:
+        """Whether a writer attached or an item was put (or preloaded)."""
+        return self.writer_attached or self._queue is not None or self._preload is not None
+
+    def preload(self, items: list[Item]) -> None:
+        """Items that are there before anyone reads (at most ``buffer_size`` plus the end marker)."""
+        if self._queue is not None:
+            for item in items:
+                self._queue.put_nowait(item)
+        else:
+            self._preload = items
+
+    async def put(self, item: Item) -> None:
+        """Add an item, waiting while the buffer is full; wakes :attr:`waiter`."""
+        await self.queue.put(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def key_for(self, direction: str) -> str | None:
-        return {"write": self.writer_key, "read": self.reader_key}.get(direction)
+        if direction == "write":
+            return self.writer_key
+        if direction == "read":
+            return self.reader_key
+        return None
 
 
 class ChannelRegistry:
@@ -57,15 +142,33 @@ class ChannelRegistry:
             else DEFAULT_BUFFER
         )
         size = max(1, min(MAX_BUFFER, size))
-        channel = Channel(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), size)
+        channel = self.open(size)
+        return {"writer": self.ref(channel, "write"), "reader": self.ref(channel, "read")}
+
+    def open(self, buffer_size: int = DEFAULT_BUFFER, engine_end: str | None = None) -> Channel:
+        """A new registered channel. ``engine_end`` (``"read"``/``"write"``): the end the engine keeps
+        itself, which gets no access key, so no socket can ever attach to it; hand out the other with
+        :meth:`ref`."""
+        take = _keys.take
+        channel = Channel(
+            f"{_ID_PREFIX}{next(_ID_COUNTER):012x}",
+            None if engine_end == "write" else take(),
+            None if engine_end == "read" else take(),
+            buffer_size,
+        )
         self.channels[channel.id] = channel
         self._expiry.append((time.monotonic() + UNATTACHED_TTL_S, channel.id))
         if self._sweep is None:
             self._sweep = asyncio.get_running_loop().call_later(UNATTACHED_TTL_S, self._sweep_expired)
-        return {
-            "writer": {"channel_id": channel.id, "access_key": channel.writer_key, "direction": "write"},
-            "reader": {"channel_id": channel.id, "access_key": channel.reader_key, "direction": "read"},
-        }
+        return channel
+
+    @staticmethod
+    def ref(channel: Channel, direction: str) -> dict[str, Any]:
+        """The ``{channel_id, access_key, direction}`` reference of one end (§9)."""
+        key = channel.key_for(direction)
+        if key is None:
+            raise ValueError(f"the {direction} end of channel {channel.id} is the engine's")
+        return {"channel_id": channel.id, "access_key": key, "direction": direction}
 
     def lookup(self, channel_id: str, key: str | None, direction: str | None) -> Channel | None:
         """The channel if ``key`` opens it in ``direction`` (``read``/``write``), else None (→ 404)."""

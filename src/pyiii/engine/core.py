@@ -24,6 +24,7 @@ from typing import Any
 
 from msgspec import UNSET, Raw
 
+from pyiii._deadlines import Deadlines
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
@@ -147,9 +148,8 @@ class Engine:
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout_s = self.settings.invocation_timeout_ms / 1000
-        #: Deadline slot -> the invocations expiring in it (by target-leg id), and the slot's timer.
-        self._deadlines: dict[int, dict[str, Pending]] = {}
-        self._deadline_timers: dict[int, asyncio.TimerHandle] = {}
+        #: Invocation deadlines by target-leg id (one loop timer per slot, see ``_deadlines.py``).
+        self._deadlines = Deadlines(None, self._on_deadline, DEADLINE_SLOT_S)
         self.started = False
         self._handlers: dict[type, Callable[[Peer, Any], Any]] = {
             InvokeFunctionIn: self._on_invoke,
@@ -227,9 +227,6 @@ class Engine:
             task.cancel()
         if self._functions_changed_handle is not None:
             self._functions_changed_handle.cancel()
-        for timer in self._deadline_timers.values():
-            timer.cancel()
-        self._deadline_timers.clear()
         self._deadlines.clear()
         self.started = False
 
@@ -835,9 +832,7 @@ class Engine:
         if pending is None:
             log.debug("result for unknown or settled invocation %s dropped", msg.invocation_id)
             return
-        entries = self._deadlines.get(pending.slot)
-        if entries is not None:
-            entries.pop(pending.id, None)
+        self._deadlines.remove(pending.slot, pending.id)
         pending.target.inflight.pop(pending.id, None)
         tp = _opt_str(msg.traceparent)
         bg = _opt_str(msg.baggage)
@@ -868,19 +863,10 @@ class Engine:
             self._reply(caller, pending.caller_invocation_id, pending.function_id, result, tp, bg)
 
     def _track_deadline(self, pending: Pending) -> None:
-        loop = self.loop
-        slot = int((loop.time() + self._timeout_s) / DEADLINE_SLOT_S) + 1
-        entries = self._deadlines.get(slot)
-        if entries is None:
-            entries = self._deadlines[slot] = {}
-            self._deadline_timers[slot] = loop.call_at(slot * DEADLINE_SLOT_S, self._expire_slot, slot)
-        entries[pending.id] = pending
-        pending.slot = slot
+        pending.slot = self._deadlines.add(pending.id, self._timeout_s, None)
 
-    def _expire_slot(self, slot: int) -> None:
-        self._deadline_timers.pop(slot, None)
-        for tid in self._deadlines.pop(slot, {}):
-            self._expire(tid)
+    def _on_deadline(self, tid: str, _value: None) -> None:
+        self._expire(tid)
 
     def _expire(self, tid: str) -> None:
         pending = self.pending.pop(tid, None)
@@ -893,9 +879,7 @@ class Engine:
         )
 
     def _settle_error(self, pending: Pending, code: str, message: str) -> None:
-        entries = self._deadlines.get(pending.slot)
-        if entries is not None:
-            entries.pop(pending.id, None)
+        self._deadlines.remove(pending.slot, pending.id)
         self._fail(
             pending.caller, pending.caller_invocation_id, pending.future, pending.function_id, code, message
         )
@@ -1033,6 +1017,23 @@ class Engine:
         meta = UNSET if metadata is None else metadata
         self._dispatch(entry, data, meta, traceparent, baggage, None, None, future, namespace)
         return await future
+
+    def invoke_future(
+        self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NS, metadata: Any = None
+    ) -> asyncio.Future[Any]:
+        """:meth:`invoke` as a future, already dispatched: no coroutine and no task for a worker's
+        function (front doors that wait on a call together with something else, http.md §12).
+
+        The future fails with :class:`InvocationError` as :meth:`invoke` raises it; cancelling it
+        abandons the call (a late result is dropped)."""
+        entry = self.functions.resolve(namespace, function_id)
+        if entry is None or entry.builtin is not None:
+            call = self.invoke(function_id, data, namespace=namespace, metadata=metadata)
+            return asyncio.ensure_future(call)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        meta = UNSET if metadata is None else metadata
+        self._dispatch(entry, data, meta, None, None, None, None, future, namespace)
+        return future
 
     def invoke_void(
         self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NS, metadata: Any = None

@@ -37,9 +37,9 @@ async def _pump_writer(registry: ChannelRegistry, channel: Channel, ws: web.WebS
         async for msg in ws:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 # A full buffer blocks here, so the writer socket stops being read (§9 rule 6).
-                await channel.queue.put((msg.type is WSMsgType.TEXT, msg.data))
+                await channel.put((msg.type is WSMsgType.TEXT, msg.data))
     finally:
-        await channel.queue.put(None)
+        await channel.put(None)
         channel.writer_done = True
         registry.finished(channel)
 

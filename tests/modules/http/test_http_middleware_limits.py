@@ -4,6 +4,7 @@ checklist 24, 28-34)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from http_harness import HttpHarness
@@ -223,6 +224,38 @@ async def test_concurrency_limit_queues_requests(make_http: Any) -> None:
     release.set()
     assert await first == (200, "1")
     assert await second == (200, "2")
+
+
+async def test_waiting_request_that_leaves_frees_no_slot_twice(make_http: Any) -> None:
+    """A request queued behind the limit whose client goes away neither takes nor leaks a slot (§13.2)."""
+    http = await make_http(concurrency_request_limit=1)
+    worker = http.worker()
+    release, first_started = asyncio.Event(), asyncio.Event()
+    running = [0, 0]  # now, max
+
+    async def slow(data: Any) -> Any:
+        running[0] += 1
+        running[1] = max(running)
+        if data["query_params"]["n"] == "1":
+            first_started.set()
+            await release.wait()
+        running[0] -= 1
+        return data["query_params"]["n"]
+
+    await http.route(worker, "f::slow", slow, "/slow")
+    first = asyncio.ensure_future(http.json("GET", "/slow?n=1"))
+    await first_started.wait()
+    gone = asyncio.ensure_future(http.json("GET", "/slow?n=gone"))
+    done, _ = await asyncio.wait({gone}, timeout=0.2)
+    assert not done
+    gone.cancel()  # the client closes its connection while queued
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    release.set()
+    assert await first == (200, "1")
+    results = await asyncio.gather(*(http.json("GET", f"/slow?n={i}") for i in range(2, 6)))
+    assert results == [(200, str(i)) for i in range(2, 6)]
+    assert running[1] == 1  # never two handlers at once
 
 
 async def test_cors_permissive_and_preflight(http: HttpHarness, worker: III) -> None:

@@ -15,7 +15,9 @@ is released (§13.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
+from pyiii._deadlines import Deadlines
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import Channel, ChannelRegistry
 from pyiii.engine.core import Engine
@@ -117,13 +120,60 @@ class Streamed:
     channel: Channel
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Request:
     """Per-request resources, released by the outermost layer whatever the outcome."""
 
     middleware_pending: bool = False
+    #: The §11.1 settle window was used.
+    settled: bool = False
+    #: The deadline (§13.1) cancelled the request's task.
+    expired: bool = False
     channel_ids: list[str] = field(default_factory=list)
     tasks: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+class _Slots:
+    """``concurrency_request_limit`` (§13.2): a counter, and a FIFO of waiters only when it is full
+    (an ``asyncio.Semaphore`` cost a generator per acquire on 3.11). A released slot is handed to
+    the first waiter directly."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, limit: int) -> None:
+        self.free = max(1, limit)
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
+def _expire_request(state: _Request, task: asyncio.Task[Any] | None) -> None:
+    if task is not None and not task.done():
+        state.expired = True
+        task.cancel()
 
 
 def _log_late_failure(task: asyncio.Future[Any]) -> None:
@@ -138,8 +188,10 @@ class HttpServer:
         self.channels = channels
         self.settings = settings
         self.cors = Cors(settings.cors)
-        self.slots = asyncio.Semaphore(max(1, settings.concurrency_request_limit))
+        self.slots = _Slots(settings.concurrency_request_limit)
         self.timeout_s = settings.default_timeout_ms / 1000
+        # Request deadlines on 10 ms slots (one loop timer per slot, not per request).
+        self.deadlines = Deadlines(None, _expire_request)
         self.body_limit = settings.body_limit_bytes
         self.global_middleware = tuple(m.function_id for m in settings.middleware if m.phase == "preHandler")
 
@@ -202,16 +254,25 @@ class HttpServer:
     async def _limited(
         self, request: web.BaseRequest, preflight: bool, state: _Request
     ) -> resp.Reply | Streamed:
-        async with self.slots:
+        await self.slots.acquire()
+        try:
+            if preflight:  # §14: answered here, never routed
+                return resp.Reply(200)
+            task = asyncio.current_task()
+            slot = self.deadlines.add(state, self.timeout_s, task)
             try:
-                async with asyncio.timeout(self.timeout_s) as deadline:
-                    if preflight:  # §14: answered here, never routed
-                        return resp.Reply(200)
-                    return await self._pipeline(request, state)
-            except TimeoutError:
-                if deadline.expired():
+                return await self._pipeline(request, state)
+            except asyncio.CancelledError:
+                # The deadline cancels the task at the await it is suspended in, which is inside
+                # the pipeline; any other cancellation (the client went away) propagates.
+                if state.expired and task is not None:
+                    task.uncancel()
                     return resp.timeout(state.middleware_pending)
                 raise
+            finally:
+                self.deadlines.remove(slot, state)
+        finally:
+            self.slots.release()
 
     # ------------------------------------------------------------------ layer 4: route to response
 
@@ -289,28 +350,27 @@ class HttpServer:
     def _open_channels(
         self, state: _Request
     ) -> tuple[Channel, Channel, tuple[dict[str, Any], dict[str, Any]]]:
-        """§8.5: ``request_body`` (engine writes) and ``response`` (engine reads); the worker's ends."""
+        """§8.5: ``request_body`` (engine writes) and ``response`` (engine reads); the worker's ends.
+        Their queues exist only once used (a JSON request whose handler ignores both costs none)."""
         registry = self.channels
-        body_refs = registry.create(CHANNEL_BUFFER)
-        response_refs = registry.create(CHANNEL_BUFFER)
-        body_channel = registry.channels[body_refs["reader"]["channel_id"]]
-        response_channel = registry.channels[response_refs["writer"]["channel_id"]]
+        body_channel = registry.open(CHANNEL_BUFFER, engine_end="write")
+        response_channel = registry.open(CHANNEL_BUFFER, engine_end="read")
         body_channel.writer_attached = True  # the engine is the writer
         response_channel.reader_attached = True  # the engine is the reader
         state.channel_ids += (body_channel.id, response_channel.id)
-        return body_channel, response_channel, (body_refs["reader"], response_refs["writer"])
+        refs = (registry.ref(body_channel, "read"), registry.ref(response_channel, "write"))
+        return body_channel, response_channel, refs
 
     async def _read_body(
         self, request: web.BaseRequest, channel: Channel, state: _Request
     ) -> tuple[Any, resp.Reply | None]:
         """§8.4: JSON bodies are buffered under ``body_limit``; others stream to the channel."""
-        queue = channel.queue
         if not is_json(request.headers.get(hdrs.CONTENT_TYPE)):
             if request.body_exists:
                 task = asyncio.ensure_future(_pump_body(request, channel))
                 state.tasks.append(task)
             else:
-                queue.put_nowait(None)
+                channel.preload([None])
             return None, None
         limit = self.body_limit
         length = request.content_length
@@ -319,65 +379,77 @@ class HttpServer:
         raw = await _read_limited(request, limit)
         if raw is None:
             return None, resp.payload_too_large(limit)
-        if raw:
-            queue.put_nowait((False, raw))
-        queue.put_nowait(None)
+        channel.preload([(False, raw), None] if raw else [None])
         return parse_json_body(raw), None
 
     async def _run_handler(
         self, route: Route, payload: dict[str, Any], channel: Channel, state: _Request
     ) -> resp.Reply | Streamed:
-        """§11-§12: the handler result and the response channel, whichever decides first."""
+        """§11-§12: the handler result and the response channel, whichever decides first.
+
+        No task per request: the call is the engine's own future, and one wake-up future is
+        resolved by whichever comes first of the result (its done-callback), an item on the response
+        channel (:meth:`Channel.put`) or the end of the §11.1 settle window. When the result and
+        channel items are both there at a wake-up, queued items are applied first (in order), then
+        a non-null result decides unless a binary chunk already committed the stream."""
         binding = route.binding
-        call = asyncio.ensure_future(
-            self.engine.invoke(
-                binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
-            )
+        call = self.engine.invoke_future(
+            binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
         )
         state.tasks.append(call)
-        queue = channel.queue
+        loop = asyncio.get_running_loop()
         head = resp.StreamHead()
+        closed = False
         item_seen = False
-        get: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
-        state.tasks.append(get)
-        waiting: set[asyncio.Future[Any]] = {call, get}
-        settle: float | None = None
+        # The current wake-up future; the call's done-callback resolves whichever is current.
+        current: list[asyncio.Future[None] | None] = [None]
+        call.add_done_callback(lambda _call: _wake(current[0]))
         while True:
-            done, _ = await asyncio.wait(waiting, timeout=settle, return_when=asyncio.FIRST_COMPLETED)
-            if get in done:
-                item = get.result()
-                if item is None:  # rule 3: closed before any binary chunk
-                    return resp.Reply(head.status, head.header_lines())
-                item_seen = True
-                is_text, data = item
-                if not is_text:  # rule 2: the first binary chunk commits the stream
-                    state.tasks.remove(call)
-                    call.add_done_callback(_log_late_failure)
-                    return Streamed(head.status, head.header_lines(), data, channel)
-                head.apply(data)
-                waiting.discard(get)
-                get = asyncio.ensure_future(queue.get())
-                state.tasks.append(get)
-                waiting.add(get)
-                if settle is not None:
-                    settle = None  # a writer is there: wait for the stream (rule 6)
-                continue
-            if call in done:
-                waiting.discard(call)
+            if channel.used:
+                queue = channel.queue
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item is None:
+                        closed = True
+                        break
+                    item_seen = True
+                    is_text, data = item
+                    if not is_text:  # rule 2: the first binary chunk commits the stream
+                        state.tasks.remove(call)
+                        call.add_done_callback(_log_late_failure)
+                        return Streamed(head.status, head.header_lines(), data, channel)
+                    head.apply(data)  # rule 1
+            settle = False
+            if call.done():
                 try:
                     result = call.result()
-                except InvocationError as exc:
+                except InvocationError as exc:  # rule 5
                     return resp.failure(exc.code, exc.message)
-                if result is not None:
+                if result is not None:  # rule 4
                     return resp.from_result(result)
+                if closed:  # rule 3
+                    return resp.Reply(head.status, head.header_lines())
                 if not (item_seen or channel.writer_attached):
-                    settle = SETTLE_S  # §11.1: a writer may attach just after the handler returned
-                continue
-            # the settle window passed without an item
-            if channel.writer_attached:
-                settle = None
-                continue
-            return resp.Reply(204)
+                    if state.settled:  # §11.1: nobody attached within the window
+                        return resp.Reply(204)
+                    state.settled = settle = True
+                # rule 6: otherwise wait for the first binary chunk or the close
+            elif closed:  # rule 3: closed before any binary chunk; a later result is ignored
+                return resp.Reply(head.status, head.header_lines())
+            wake: asyncio.Future[None] = loop.create_future()
+            channel.waiter = current[0] = wake
+            timer = loop.call_later(SETTLE_S, _wake, wake) if settle else None
+            try:
+                await wake
+            finally:
+                channel.waiter = current[0] = None
+                if timer is not None:
+                    timer.cancel()
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 async def _read_limited(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -397,7 +469,6 @@ async def _read_limited(request: web.BaseRequest, limit: int) -> bytes | None:
 
 async def _pump_body(request: web.BaseRequest, channel: Channel) -> None:
     """Forward a non-JSON body as binary items; a full channel pauses reading (backpressure)."""
-    queue = channel.queue
     async for chunk in request.content.iter_any():
-        await queue.put((False, chunk))
-    await queue.put(None)
+        await channel.put((False, chunk))
+    await channel.put(None)
