@@ -24,10 +24,10 @@ log = logging.getLogger("pyiii")
 
 SHUTDOWN_BUDGET_S = 10.0
 #: Modules the config accepts whose implementation lands with a later release of pyiii.
-_NOT_YET = ("stream", "pubsub", "cron", "queue")
+_NOT_YET = ("pubsub", "cron", "queue")
 #: Canonical names of the modules this build runs (tests that need another module skip on it).
 PROVIDED_MODULES = frozenset(
-    {"iii-worker-manager", "iii-engine-functions", "iii-observability", "iii-state", "iii-http"}
+    {"iii-worker-manager", "iii-engine-functions", "iii-observability", "iii-state", "iii-http", "iii-stream"}
 )
 
 
@@ -88,6 +88,13 @@ class EngineServer:
             # Its listener binds in engine.start(), before the worker managers (§2.1 rule 5).
             self.http = HttpModule(s.http, self.channels)
             self.engine.add_module(self.http)
+        self.stream: Any = None
+        if s.stream is not None:
+            from pyiii.modules.stream import StreamModule
+
+            # Its client listener binds in engine.start(), before the worker managers (§2.1 rule 5).
+            self.stream = StreamModule(s.stream)
+            self.engine.add_module(self.stream)
 
     async def start(self) -> None:
         await self.engine.start()

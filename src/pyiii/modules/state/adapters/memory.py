@@ -12,19 +12,23 @@ import uuid
 from .base import Compute, Entry, StateAdapter
 from .keyspace import Keyspace
 
-log = logging.getLogger("pyiii.state")
-
 
 class MemoryAdapter(StateAdapter):
-    """The in-memory store. A new random epoch on every start (§5.7)."""
+    """The in-memory store. A new random epoch on every start (§5.7).
 
-    def __init__(self) -> None:
+    ``label`` names the module using it in the startup warning (the stream module reuses this store).
+    """
+
+    def __init__(self, *, label: str = "state") -> None:
+        self.label = label
         self._keys = Keyspace()
         self._clock = 0
 
     async def open(self) -> None:
         self.epoch = uuid.uuid4().hex
-        log.warning("state uses the in-memory store: data is lost on every stop; do not use it in production")
+        logging.getLogger(f"pyiii.{self.label}").warning(
+            "%s uses the in-memory store: data is lost on every stop; do not use it in production", self.label
+        )
 
     async def close(self) -> None:
         return None

@@ -60,26 +60,28 @@ _SET_CLOCK: Final = "INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', 
 _Key = tuple[str, str]
 
 
-def resolve_db_path(file_path: str) -> Path:
+def resolve_db_path(file_path: str, db_file_name: str = DB_FILE_NAME, label: str = "state") -> Path:
     """§8.3: an existing regular file is the database; anything else is a directory (created) holding
-    ``pyiii-state.sqlite3``. Reference ``*.bin`` files there are left alone, with a warning."""
+    ``db_file_name`` (``pyiii-state.sqlite3``; streams use their own name, stream.md §7.1.3). Reference
+    ``*.bin`` files there are left alone, with a warning. ``label`` names the module in messages."""
     path = Path(file_path)
     if path.is_file():
         return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StateStartupError(f"state file_path '{file_path}': cannot create directory: {exc}") from exc
+        raise StateStartupError(f"{label} file_path '{file_path}': cannot create directory: {exc}") from exc
     stale = sorted(p.name for p in path.glob("*.bin"))
     if stale:
         log.warning(
-            "state file_path '%s' holds files of the reference engine's format (%s); pyiii does not "
+            "%s file_path '%s' holds files of the reference engine's format (%s); pyiii does not "
             "read them and starts from its own database %s",
+            label,
             file_path,
             ", ".join(stale),
-            DB_FILE_NAME,
+            db_file_name,
         )
-    return path / DB_FILE_NAME
+    return path / db_file_name
 
 
 class _Write:
@@ -161,10 +163,16 @@ class _WriterThread:
 
 
 class SqliteAdapter(StateAdapter):
-    """The durable embedded store (§8.3)."""
+    """The durable embedded store (§8.3).
 
-    def __init__(self, file_path: str) -> None:
+    ``db_file_name`` and ``label`` let another module reuse it (the stream module: its own database
+    name inside a directory, its own name in messages); state uses the defaults.
+    """
+
+    def __init__(self, file_path: str, *, db_file_name: str = DB_FILE_NAME, label: str = "state") -> None:
         self.file_path = file_path
+        self.db_file_name = db_file_name
+        self.label = label
         self.db_path: Path | None = None
         self._committed = Keyspace()
         #: Newest queued state of keys with writes in flight: (position, value or None if deleted).
@@ -181,23 +189,23 @@ class SqliteAdapter(StateAdapter):
     # -------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
-        self.db_path = resolve_db_path(self.file_path)
+        self.db_path = resolve_db_path(self.file_path, self.db_file_name, self.label)
         self._loop = asyncio.get_running_loop()
-        self._writer = _WriterThread(self._loop, "pyiii-state-writer")
+        self._writer = _WriterThread(self._loop, f"pyiii-{self.label}-writer")
         try:
             epoch, clock, rows = await self._writer.call(self._open_database)
         except sqlite3.Error as exc:
             await self._writer.stop()
             self._writer = None
             raise StateStartupError(
-                f"cannot open the state database {self.db_path}: {exc}"
+                f"cannot open the {self.label} database {self.db_path}: {exc}"
                 + (" (is another pyiii engine using it?)" if "locked" in str(exc) else "")
             ) from exc
         self.epoch = epoch
         for scope, key, position, text in rows:
             self._committed.put(scope, key, position, text.encode())
         self._clock = max(clock, self._committed.max_position())
-        log.info("state store %s opened (%d keys)", self.db_path, len(rows))
+        log.info("%s store %s opened (%d keys)", self.label, self.db_path, len(rows))
 
     def _open_database(self) -> tuple[str, int, list[tuple[str, str, int, str]]]:
         """In the writer thread: open, lock, create the schema, load everything (§8.3 rules 6-7)."""
