@@ -34,6 +34,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup-compat: setup-core
 	scripts/setup-compat
+	scripts/setup-sdk-suites
 
 lint: setup-core
 	$(BIN)/ruff check src tests bench
