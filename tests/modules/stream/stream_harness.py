@@ -8,7 +8,12 @@ writes its frames in order, so once the pong is in, every frame caused by earlie
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
+import signal
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from helpers import Frame, RawWorker
+from helpers import TIME_FACTOR, Frame, RawWorker
+from pyiii import III, Trigger
 from pyiii.config import AdapterSettings, StreamSettings
 from pyiii.engine.core import Engine
 from pyiii.engine.invocations import CallContext
@@ -27,6 +33,7 @@ from pyiii.modules.state.adapters.memory import MemoryAdapter
 from pyiii.modules.state.adapters.sqlite import SqliteAdapter
 from pyiii.modules.stream import StreamModule
 from pyiii.modules.stream.bus import EventBus, LocalBus
+from pyiii.modules.stream.limits import DEFAULT_LIMITS, StreamLimits
 from pyiii.modules.stream.store import DB_FILE_NAME
 from pyiii.server.app import EngineServer
 from pyiii.testing import make_settings
@@ -73,7 +80,7 @@ class StreamHarness:
     make_bus: Callable[[], EventBus] = LocalBus
     prefix: str = ""
     settings: StreamSettings = field(default_factory=lambda: StreamSettings(port=0))
-    queue_limit: int | None = None
+    limits: StreamLimits = DEFAULT_LIMITS
     server: EngineServer | None = None
     module: StreamModule | None = None
     servers: list[EngineServer] = field(default_factory=list)
@@ -99,10 +106,9 @@ class StreamHarness:
         if settings:
             self.settings = replace(self.settings, **settings)
         server = EngineServer(make_settings())
-        options: dict[str, Any] = {}
-        if self.queue_limit is not None:
-            options["queue_limit"] = self.queue_limit
-        module = StreamModule(self.settings, adapter=self.make_adapter(), bus=self.make_bus(), **options)
+        module = StreamModule(
+            self.settings, adapter=self.make_adapter(), bus=self.make_bus(), limits=self.limits
+        )
         server.engine.add_module(module)
         await server.start()
         self.server, self.module = server, module
@@ -210,3 +216,144 @@ async def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
 
 def new_prefix() -> str:
     return f"pyiii-test:stream:{uuid.uuid4().hex}:"
+
+
+class Recorder:
+    """A handler that records every call (payload and metadata); ``wait(n)`` waits for ``n`` of them."""
+
+    def __init__(self, behaviour: Callable[[Any], Any] | None = None) -> None:
+        self.events: list[Any] = []
+        self.metadata: list[Any] = []
+        self._behaviour = behaviour
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, data: Any, metadata: Any = None) -> Any:
+        self.events.append(data)
+        self.metadata.append(metadata)
+        self._arrived.set()
+        if self._behaviour is not None:
+            result = self._behaviour(data)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+        return None
+
+    async def wait(self, count: int, timeout_s: float = 10.0) -> list[Any]:
+        async with asyncio.timeout(timeout_s * TIME_FACTOR):
+            while len(self.events) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.events
+
+
+def watch(
+    client: III,
+    trigger_type: str,
+    config: Any,
+    recorder: Recorder | None = None,
+    *,
+    metadata: Any = None,
+    function_id: str | None = None,
+) -> tuple[Recorder, Trigger]:
+    """Serve a new function with ``recorder`` and bind it to a trigger of ``trigger_type``."""
+    recorder = recorder or Recorder()
+    function_id = function_id or f"test::on-{uuid.uuid4().hex[:8]}"
+    client.register_function(function_id, recorder)
+    spec: dict[str, Any] = {"type": trigger_type, "function_id": function_id, "config": config}
+    if metadata is not None:
+        spec["metadata"] = metadata
+    return recorder, client.register_trigger(spec)
+
+
+# ------------------------------------------------------------------------------ engine subprocesses
+
+#: config-cli-modules.md §3.1 and the stream module's start: the lines logged once listeners are bound.
+ENGINE_LISTENING = re.compile(r"\] Engine listening on address: (\S+):(\d+)$")
+STREAM_LISTENING = re.compile(r"\] Stream listening on address: (\S+):(\d+)$")
+STARTUP_WAIT_S = 20.0 * TIME_FACTOR
+
+
+def engine_config(directory: Path, adapter: str) -> Path:
+    """A config file: a worker listener and the stream listener on free ports, the stream module on
+    ``adapter`` (a YAML flow mapping such as ``{name: kv, config: {store_method: file_based}}``)."""
+    path = directory / "config.yaml"
+    path.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n"
+        "    config: {port: 0}\n"
+        "  - name: iii-stream\n"
+        f"    config: {{port: 0, adapter: {adapter}}}\n"
+    )
+    return path
+
+
+class EngineProcess:
+    """``python -m pyiii.cli -c CONFIG`` in a directory; stderr is collected line by line.
+
+    ``url`` is the worker listener, ``stream_url`` the stream listener, both read from the log.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._eof = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        self.url = ""
+        self.stream_url = ""
+
+    @classmethod
+    async def start(cls, config: Path, cwd: Path) -> EngineProcess:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("III_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyiii.cli", "-c", str(config),
+            cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        engine = cls(proc)
+        stream = await engine.wait_for(STREAM_LISTENING)
+        worker = await engine.wait_for(ENGINE_LISTENING)
+        engine.stream_url = f"ws://{stream[1]}:{stream[2]}"
+        engine.url = f"ws://{worker[1]}:{worker[2]}"
+        return engine
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            async for raw in self.proc.stderr:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.set()
+        finally:
+            self._eof.set()
+            self._changed.set()
+
+    async def wait_for(self, pattern: re.Pattern[str], timeout_s: float = STARTUP_WAIT_S) -> re.Match[str]:
+        """The first stderr line matching ``pattern`` (fails if the process exits first)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for line in self.lines:
+                    match = pattern.search(line)
+                    if match is not None:
+                        return match
+                if self._eof.is_set():
+                    raise AssertionError(f"engine exited without {pattern.pattern!r}: {self.lines}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def exit_code(self, timeout_s: float = STARTUP_WAIT_S) -> int:
+        async with asyncio.timeout(timeout_s):
+            code = await self.proc.wait()
+            await self._eof.wait()
+        return code
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader

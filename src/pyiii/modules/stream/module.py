@@ -60,7 +60,8 @@ from .errors import (
     json_error,
     store_error,
 )
-from .hub import QUEUE_LIMIT, Hub
+from .hub import Hub
+from .limits import DEFAULT_LIMITS, StreamLimits
 from .requests import RequestError
 from .store import StreamStore, create_stream_adapter
 from .triggers import DESCRIPTIONS as TRIGGER_DESCRIPTIONS
@@ -89,7 +90,7 @@ class StreamModule(Module):
     """Realtime JSON streams. ``port`` is the bound listener port once started.
 
     ``adapter`` and ``bus`` override what ``settings.adapter`` chooses (tests use them: a Redis key
-    prefix per test, for example); ``queue_limit`` is the per-connection backlog of §3.9 (1024).
+    prefix per test, for example); ``limits`` are the listener's (:class:`~.limits.StreamLimits`).
     """
 
     name = MODULE_NAME
@@ -100,7 +101,7 @@ class StreamModule(Module):
         *,
         adapter: StateAdapter | None = None,
         bus: EventBus | None = None,
-        queue_limit: int = QUEUE_LIMIT,
+        limits: StreamLimits = DEFAULT_LIMITS,
     ) -> None:
         self.settings = settings if settings is not None else StreamSettings()
         self.store = StreamStore(
@@ -108,7 +109,7 @@ class StreamModule(Module):
         )
         self.bus = bus if bus is not None else _default_bus(self.settings)
         self.hub = Hub()
-        self.queue_limit = queue_limit
+        self.limits = limits
         self.triggers: StreamTriggers
         self.auth: Any = None
         self.server: Any = None
@@ -144,8 +145,10 @@ class StreamModule(Module):
         if self.settings.auth_function:
             from .auth import Authenticator
 
-            self.auth = Authenticator(host.engine, self.settings.auth_function)
-        self.server = StreamServer(self, queue_limit=self.queue_limit)
+            self.auth = Authenticator(
+                host.engine, self.settings.auth_function, timeout_s=self.limits.auth_timeout_s
+            )
+        self.server = StreamServer(self, self.limits)
         await self._listen()
 
     async def _listen(self) -> None:

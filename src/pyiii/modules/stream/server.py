@@ -11,9 +11,9 @@
    leave the index, and the ``stream:leave`` triggers run for each of them in a background task (so a
    cancelled handler cannot cut them short).
 
-Limits: a client message larger than :data:`MAX_MESSAGE_BYTES` (1 MiB, the minimum §3.2 rule 4 allows)
-closes the connection with 1009. A connection holds at most :data:`MAX_SUBSCRIPTIONS` subscriptions; a
-join beyond that closes it with 1008 (policy violation), so one socket cannot grow the index without
+Limits (:class:`~.limits.StreamLimits`): a client message larger than 1 MiB (the minimum §3.2 rule 4
+allows) closes the connection with 1009. A connection holds at most 65,536 subscriptions; a join of a
+new id beyond that closes it with 1008 (policy violation), so one socket cannot grow the index without
 bound. permessage-deflate is declined (§3.2 rule 3): frames are written as pre-built bytes, the same
 for every client.
 """
@@ -32,19 +32,14 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .frames import Ignored, Join, Leave, Ping
-from .hub import QUEUE_LIMIT, Connection, Hub, Subscription
+from .hub import Connection, Hub, Subscription
+from .limits import DEFAULT_LIMITS, StreamLimits
 
 if TYPE_CHECKING:
     from .module import StreamModule
 
 log = logging.getLogger("pyiii.stream")
 
-#: §3.2 rule 4: client messages up to 1 MiB are accepted; larger ones close the connection with 1009.
-MAX_MESSAGE_BYTES: Final = 1024 * 1024
-#: Subscriptions one connection may hold; a join beyond it closes the connection with 1008.
-MAX_SUBSCRIPTIONS: Final = 65_536
-#: §3.9 rule 3: how long a closing handshake may take before the transport is aborted.
-CLOSE_TIMEOUT_S: Final = 5.0
 #: Warnings logged per connection for ignored messages; later ones are logged at debug level.
 WARNINGS_PER_CONNECTION: Final = 10
 
@@ -137,10 +132,10 @@ class _Client:
 class StreamServer:
     """The request handler of the stream listener."""
 
-    def __init__(self, module: StreamModule, *, queue_limit: int = QUEUE_LIMIT) -> None:
+    def __init__(self, module: StreamModule, limits: StreamLimits = DEFAULT_LIMITS) -> None:
         self.module = module
         self.hub: Hub = module.hub
-        self.queue_limit = queue_limit
+        self.limits = limits
         self._clients: dict[str, _Client] = {}
         self._teardowns: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -156,8 +151,8 @@ class StreamServer:
         ws = web.WebSocketResponse(
             protocols=(protocol,) if protocol else (),
             compress=False,
-            max_msg_size=MAX_MESSAGE_BYTES,
-            timeout=CLOSE_TIMEOUT_S,
+            max_msg_size=self.limits.max_message_bytes,
+            timeout=self.limits.close_timeout_s,
             autoping=True,
         )
         if not ws.can_prepare(request).ok:
@@ -177,7 +172,11 @@ class StreamServer:
         except ConnectionResetError:
             return ws
         connection = Connection(
-            str(uuid.uuid4()), wire, context=context, queue_limit=self.queue_limit, on_slow=self._on_slow
+            str(uuid.uuid4()),
+            wire,
+            context=context,
+            queue_limit=self.limits.queue_frames,
+            on_slow=self._on_slow,
         )
         client = _Client(connection, ws, wire)
         self._clients[connection.id] = client
@@ -235,12 +234,9 @@ class StreamServer:
             )
             return
         existing = connection.subscriptions.get(join.subscription_id)
-        if existing is None and len(connection.subscriptions) >= MAX_SUBSCRIPTIONS:
-            log.warning(
-                "stream connection %s: more than %d subscriptions; closing it",
-                connection.id,
-                MAX_SUBSCRIPTIONS,
-            )
+        limit = self.limits.max_subscriptions
+        if existing is None and len(connection.subscriptions) >= limit:
+            log.warning("stream connection %s: more than %d subscriptions; closing it", connection.id, limit)
             self._close(client, CLOSE_POLICY, b"too many subscriptions")
             return
         if existing is not None:  # §3.7 step 4: replaced silently, no leave trigger
@@ -328,7 +324,7 @@ class StreamServer:
     async def _close_ws(self, client: _Client, code: int, reason: bytes) -> None:
         """Close with ``code``; abort the transport if the handshake has not finished in 5 s (§3.9 rule 3)."""
         try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            async with asyncio.timeout(self.limits.close_timeout_s):
                 await client.ws.close(code=code, message=reason)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.debug("stream connection %s: close did not finish (%s); aborting", client.connection.id, exc)
@@ -361,8 +357,6 @@ def _now_ms() -> int:
 
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
-    "MAX_SUBSCRIPTIONS",
     "AiohttpWire",
     "StreamServer",
     "first_protocol",
