@@ -17,7 +17,8 @@ What is measured (bench/README.md has the process layout and how to read the num
    * ``remote``: pyiii's engine (``python -m pyiii.cli -c CONFIG`` with ``iii-http``) and a pyiii SDK
      worker in another process serving the route's function (``return req["body"]``);
    * ``inprocess``: the same engine and function with the worker in the engine's process
-     (``register_worker(engine)``).
+     (``register_worker(engine)``), with the GC tuned after startup as ``pyiii run APP.py`` does
+     (``--no-inprocess-gc-tune`` to leave it at Python's defaults).
    requests/s, p50 / p90 / p99 latency and CPU per request of every process.
    Targets: in-process >= 1.5x FastAPI's requests/s, remote >= 1.0x FastAPI's requests/s.
 2. route scaling: one in-process engine, sequential requests (one connection) to ``POST /echo`` with
@@ -851,9 +852,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fastapi-raw", action="store_true", help="also FastAPI with Request.json() -> JSONResponse"
     )
     p.add_argument(
-        "--inprocess-gc-tune",
-        action="store_true",
-        help="in-process engines tune the GC as `pyiii` serve does (freeze, gen-0 threshold 20000)",
+        "--no-inprocess-gc-tune",
+        dest="inprocess_gc_tune",
+        action="store_false",
+        help="in-process engines keep the default GC settings (by default they tune it as `pyiii run` "
+        "and `pyiii` serve do: freeze startup objects, gen-0 threshold 20000)",
     )
     p.add_argument("--no-pyiii", dest="pyiii", action="store_false", help="baselines only (harness check)")
     p.add_argument(
