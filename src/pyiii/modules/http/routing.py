@@ -38,9 +38,12 @@ class Template:
     def param_names(self) -> tuple[str, ...]:
         return tuple(name for kind, name in self.segments if kind == PARAM)
 
-    @property
-    def param_positions(self) -> tuple[tuple[int, str], ...]:
-        return tuple((i, name) for i, (kind, name) in enumerate(self.segments) if kind == PARAM)
+    #: ``(segment index, name)`` of each parameter (computed once: every request reads it).
+    param_positions: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positions = tuple((i, name) for i, (kind, name) in enumerate(self.segments) if kind == PARAM)
+        object.__setattr__(self, "param_positions", positions)
 
 
 def split_path(path: str) -> list[str]:
