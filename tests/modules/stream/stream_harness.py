@@ -40,7 +40,7 @@ from pyiii.testing import make_settings
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
-ADAPTERS: list[Any] = ["memory", "file_based"]  # redis joins with the redis adapter (phase 3)
+ADAPTERS: list[Any] = ["memory", "file_based", pytest.param("redis", marks=pytest.mark.redis)]
 
 __all__ = ["ADAPTERS", "DB_FILE_NAME", "REDIS_URL", "StreamHarness", "frame_of", "join", "leave"]
 
@@ -180,7 +180,7 @@ def adapter_factory(kind: str, tmp_path: Path, prefix: str) -> Callable[[], Stat
     if kind == "redis":
         from pyiii.modules.state.adapters.redis import RedisAdapter
 
-        return lambda: RedisAdapter(REDIS_URL, prefix=prefix, record_events=False)
+        return lambda: RedisAdapter(REDIS_URL, prefix=prefix, events_maxlen=1)
     raise ValueError(kind)
 
 

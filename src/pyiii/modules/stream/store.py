@@ -14,8 +14,8 @@ optimistic updates (§7.2.4). This module maps the stream data model onto them:
 
 The adapters are constructed with stream-specific parameters (:func:`create_stream_adapter`): the
 SQLite file is ``pyiii-stream.sqlite3`` inside a ``file_path`` directory (§7.1.3), the Redis keys live
-under ``pyiii:stream:`` and skip the state module's cross-engine event log (streams fan out over
-pub/sub instead, :mod:`.bus`).
+under ``pyiii:stream:``, and the state module's cross-engine event log is cut to one entry (streams fan
+out over pub/sub instead, :mod:`.redis_bus`; the write scripts stay the state module's, unchanged).
 
 Cost: ``list_groups`` of one stream scans the scope list of the whole store (every group of every
 stream). Scopes are held in memory by the kv adapters and in one Redis set, so this is a scan of names,
@@ -122,7 +122,9 @@ def create_stream_adapter(settings: AdapterSettings) -> StateAdapter:
     if settings.name == "redis":
         from pyiii.modules.state.adapters.redis import RedisAdapter
 
-        return RedisAdapter(settings.redis_url or "redis://localhost:6379", prefix=REDIS_PREFIX)
+        return RedisAdapter(
+            settings.redis_url or "redis://localhost:6379", prefix=REDIS_PREFIX, events_maxlen=1
+        )
     # The config loader refuses other names (§8.2 rule 2); this guards direct construction.
     from pyiii.modules.state.errors import StateStartupError
 

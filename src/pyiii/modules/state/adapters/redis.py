@@ -224,8 +224,13 @@ class RedisAdapter(StateAdapter):
         prefix: str = DEFAULT_PREFIX,
         connect_budget_s: float = CONNECT_BUDGET_S,
         socket_timeout_s: float = SOCKET_TIMEOUT_S,
+        events_maxlen: int = EVENTS_MAXLEN,
     ) -> None:
         self.url = url
+        #: Approximate length of the events stream. A user that never calls :meth:`watch` (the stream
+        #: module, which fans out over pub/sub) passes 1: the write scripts stay the same and the stream
+        #: stays a handful of entries.
+        self.events_maxlen = events_maxlen
         self.keys = RedisKeys(prefix)
         self.connect_budget_s = connect_budget_s
         self.socket_timeout_s = socket_timeout_s
@@ -464,7 +469,7 @@ class RedisAdapter(StateAdapter):
     async def set(self, scope: str, key: str, value: bytes) -> bytes | None:
         async with self._key_lock(scope, key):
             old, event_id = await self._do(
-                self._script("set", self.keys.of_scope(scope), [key, value, scope, EVENTS_MAXLEN]),
+                self._script("set", self.keys.of_scope(scope), [key, value, scope, self.events_maxlen]),
                 idempotent=False,
             )
             self._committed(event_id)
@@ -474,7 +479,7 @@ class RedisAdapter(StateAdapter):
     async def delete(self, scope: str, key: str) -> bytes | None:
         async with self._key_lock(scope, key):
             old, event_id = await self._do(
-                self._script("delete", self.keys.of_scope(scope), [key, scope, EVENTS_MAXLEN]),
+                self._script("delete", self.keys.of_scope(scope), [key, scope, self.events_maxlen]),
                 idempotent=False,
             )
             self._committed(event_id)
@@ -492,7 +497,8 @@ class RedisAdapter(StateAdapter):
                 new = compute(old)
                 expected = b"" if version is None else version
                 event_id = await self._do(
-                    self._script("cas", keys, [key, expected, new, scope, EVENTS_MAXLEN]), idempotent=False
+                    self._script("cas", keys, [key, expected, new, scope, self.events_maxlen]),
+                    idempotent=False,
                 )
                 if event_id != 0:
                     self._committed(event_id)
