@@ -12,8 +12,9 @@ Three measurements (issue 5), each against a baseline measured in the same run:
    ``--awaited``): p50/p99 from the call to receipt, over every delivery. The floor gets the same
    paced run. Target: p99 < 10 ms at 1,000 events/s.
 3. **slow client**: 1,000 subscribers at ``--slow-rate`` events/s, with and without one extra
-   subscriber that never reads (tiny receive buffer, reading paused, joined 64 times so that its
-   1,024-frame queue fills within seconds and the 1013 close happens mid-block), alternating. Target:
+   subscriber that never reads (tiny receive buffer, reading paused, joined 64 times, 4 KiB events:
+   the kernel buffers and its 1,024-frame queue fill within a block and it is closed with 1013
+   mid-block), alternating. Target:
    the normal subscribers' p99 with it <= 1.2x without it (or inside the without-blocks' range).
 
 Processes (all on 127.0.0.1; ``--layout split``: servers on CPU 1, everything else on CPU 0)::
@@ -235,7 +236,7 @@ class Publisher:
             await self.send(PYIII, -1, wait=True)
 
     def _payload(self, seq: int, t0: int) -> dict[str, Any]:
-        # Key order matters: the clients find '"seq":S,"t0":T' in the frame bytes.
+        # The clients find '"seq":S,"t0":T' in the frame bytes (the engine sorts keys: pad, seq, t0).
         return {
             "stream_name": STREAM,
             "group_id": GROUP,
@@ -302,6 +303,7 @@ def role_publisher(plan_json: str) -> int:
                 ).result(60)
                 emit("result", t0=t0)
             elif cmd["cmd"] == "paced":
+                pub.pad = "x" * int(cmd.get("pad_bytes", len(pub.pad)))
                 coro = pub.paced(cmd["variant"], int(cmd["seq_from"]), int(cmd["count"]), float(cmd["rate"]))
                 emit("result", **asyncio.run_coroutine_threadsafe(coro, pub.loop).result(600))
             else:
@@ -446,14 +448,19 @@ class Run:
             "rate": delivered / ttl_s if ttl_s > 0 else float("nan"),
         }
 
-    def paced(self, variant: str, rate: float, seconds: float) -> dict[str, Any]:
+    def paced(
+        self, variant: str, rate: float, seconds: float, pad_bytes: int | None = None
+    ) -> dict[str, Any]:
         """A paced run: every delivery's latency from the publisher's call to receipt."""
         count = max(1, round(rate * seconds))
         seq = self.next_seqs(count)
         cpu = self._cpu(variant)
         for child in self.clients:
             child.command(cmd="record", variant=variant, seq_from=seq, seq_to=seq + count)
-        sent = self.publisher.command(cmd="paced", variant=variant, seq_from=seq, count=count, rate=rate)
+        pad = self.args.pad_bytes if pad_bytes is None else pad_bytes
+        sent = self.publisher.command(
+            cmd="paced", variant=variant, seq_from=seq, count=count, rate=rate, pad_bytes=pad
+        )
         got = [child.command(cmd="collect", variant=variant, timeout_s=10) for child in self.clients]
         samples = [s for g in got for s in g["samples_ns"]]
         return {
@@ -524,7 +531,8 @@ def phase_slow(run: Run, n: int, rate: float, seconds: float, blocks: int) -> di
     out: dict[str, Any] = {"n": n, "rate": rate, "variant": variant, "without": [], "with": [], "slow": []}
     run.connect(variant, n)
     try:
-        run.paced(variant, rate, min(0.5, seconds))
+        pad = run.args.slow_pad_bytes
+        run.paced(variant, rate, min(0.5, seconds), pad)
         for block in range(blocks):
             progress(run.args, f"slow-client block {block + 1}/{blocks}")
             for condition in ("without", "with") if block % 2 == 0 else ("with", "without"):
@@ -532,7 +540,7 @@ def phase_slow(run: Run, n: int, rate: float, seconds: float, blocks: int) -> di
                     run.clients[0].command(
                         cmd="slow_connect", variant=variant, subscriptions=run.args.slow_subscriptions
                     )
-                out[condition].append(run.paced(variant, rate, seconds))
+                out[condition].append(run.paced(variant, rate, seconds, pad))
                 if condition == "with":
                     out["slow"].extend(
                         run.clients[0].command(cmd="slow_check", variant=variant, timeout_s=10)["slow"]
@@ -804,6 +812,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--latency-blocks", type=int, default=4, help="paced blocks per variant (0 skips the phase)"
     )
     p.add_argument("--slow-n", type=int, default=1000)
+    p.add_argument(
+        "--slow-pad-bytes",
+        type=int,
+        default=4096,
+        help="padding of the slow-client phase's events (4 KiB: the kernel buffers fill within a block)",
+    )
     p.add_argument("--slow-rate", type=float, default=20.0, help="events/s of the slow-client phase")
     p.add_argument(
         "--slow-subscriptions", type=int, default=64, help="group joins of the slow client (frames per event)"
