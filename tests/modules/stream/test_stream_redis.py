@@ -88,7 +88,9 @@ async def test_unreachable_redis_stops_startup(make_stream: Callable[..., Stream
     bus = RedisBus("redis://127.0.0.1:1", connect_budget_s=0.3)
     harness = make_stream("memory")
     harness.make_bus = lambda: bus
-    with pytest.raises(StateStartupError, match=re.escape("Please ensure Redis is running at: redis://127.0.0.1:1")):
+    with pytest.raises(
+        StateStartupError, match=re.escape("Please ensure Redis is running at: redis://127.0.0.1:1")
+    ):
         await harness.start()
 
 

@@ -191,6 +191,12 @@ def ws_text_frame(payload: bytes) -> bytes:
 PONG_WIRE: Final = ws_text_frame(PONG)
 
 
+def ws_close_frame(code: int, reason: bytes = b"") -> bytes:
+    """An unmasked Close frame with ``code`` and ``reason`` (RFC 6455 §5.5.1; reason under 124 bytes)."""
+    body = struct.pack("!H", code) + reason[:123]
+    return _LEN1(0x88, len(body)) + body
+
+
 __all__ = [
     "BLANK",
     "CREATE",
@@ -212,5 +218,6 @@ __all__ = [
     "stream_frame",
     "sync_group_event",
     "sync_item_event",
+    "ws_close_frame",
     "ws_text_frame",
 ]

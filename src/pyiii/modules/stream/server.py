@@ -115,6 +115,25 @@ class AiohttpWire:
     def abort(self) -> None:
         self._transport.abort()
 
+    def close(self) -> None:
+        """Close after the buffered data is flushed."""
+        self._transport.close()
+
+    async def closed(self) -> None:
+        """Wait until the connection is lost (flushed and closed, or aborted)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._transport.is_closing() and self._protocol.transport is None:
+            return
+        previous = self._protocol.connection_lost
+
+        def lost(exc: BaseException | None) -> None:
+            previous(exc)
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self._protocol.connection_lost = lost
+        await waiter
+
 
 class _Client:
     """One accepted socket: its :class:`Connection`, its aiohttp response and how to close it."""
@@ -151,7 +170,8 @@ class StreamServer:
         ws = web.WebSocketResponse(
             protocols=(protocol,) if protocol else (),
             compress=False,
-            max_msg_size=self.limits.max_message_bytes,
+            # aiohttp refuses a message of exactly max_msg_size bytes; the limit must pass (§3.2 rule 4).
+            max_msg_size=self.limits.max_message_bytes + 1,
             timeout=self.limits.close_timeout_s,
             autoping=True,
         )
@@ -189,6 +209,10 @@ class StreamServer:
             await self._read_loop(client)
         finally:
             self._teardown(client)
+        if client.closer is not None:
+            # Returning the response makes aiohttp close with 1000: let our close (1008, 1009, 1013, 1001)
+            # finish first.
+            await asyncio.shield(client.closer)
         return ws
 
     # ------------------------------------------------------------------ read loop (§3.4 step 5)
@@ -313,8 +337,25 @@ class StreamServer:
         self.slow_consumers += 1
         log.warning("stream connection %s is a slow consumer; closing it with 1013", connection.id)
         client = self._clients.get(connection.id)
-        if client is not None:
-            self._close(client, CLOSE_TRY_AGAIN, b"slow consumer")
+        if client is not None and client.closer is None:
+            client.closer = self._background(self._close_slow(client))
+
+    async def _close_slow(self, client: _Client) -> None:
+        """A slow consumer's close (§3.9 rule 3). Its socket is full, so aiohttp's close would wait on a
+        drain: the close frame is written straight after what is already buffered, the transport closes
+        once that is flushed (the read loop then ends and teardown runs), and it is aborted if the
+        flush has not finished within ``close_timeout_s``."""
+        wire = client.wire
+        wire.write(frames.ws_close_frame(CLOSE_TRY_AGAIN, b"slow consumer"))
+        wire.close()
+        try:
+            async with asyncio.timeout(self.limits.close_timeout_s):
+                await wire.closed()
+        except TimeoutError:
+            log.debug(
+                "stream connection %s: slow consumer not flushed in time; aborting", client.connection.id
+            )
+            wire.abort()
 
     def _close(self, client: _Client, code: int, reason: bytes) -> None:
         client.connection.shut()
@@ -327,7 +368,7 @@ class StreamServer:
             async with asyncio.timeout(self.limits.close_timeout_s):
                 await client.ws.close(code=code, message=reason)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
-            log.debug("stream connection %s: close did not finish (%s); aborting", client.connection.id, exc)
+            log.debug("stream connection %s: close did not finish (%r); aborting", client.connection.id, exc)
             client.wire.abort()
         except asyncio.CancelledError:
             client.wire.abort()
