@@ -29,6 +29,7 @@ import aiohttp
 from pyiii import III, register_worker
 from pyiii.config import Settings, load_settings
 from pyiii.run import start_app
+from pyiii.sdk.client import set_default_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 TODO_APP = ROOT / "examples" / "todo" / "app.py"
@@ -232,6 +233,7 @@ class Stack:
         await self.session.close()
         if self.app_globals is not None:
             await self.app_globals["iii"].shutdown_async()
+            set_default_engine(None)  # as `pyiii run` does on exit (later tests run standalone)
         await self.metrics.client.shutdown_async()
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
