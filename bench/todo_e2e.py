@@ -93,11 +93,14 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv] if cpu is not None and shutil.which("taskset") else argv
 
 
-def pyiii_config(directory: Path, worker_port: int, http_port: int, stream_port: int) -> Path:
-    """The default module set (durable stores under `directory`) on the given ports."""
+def pyiii_config(
+    directory: Path, worker_port: int, http_port: int, stream_port: int, store: str = "file_based"
+) -> Path:
+    """The default module set (durable stores under `directory`) on the given ports; `store`
+    in_memory replaces the durable stores (a diagnostic: what the fsyncs cost)."""
     data = directory / "data"
     path = directory / "config.yaml"
-    kv = "{name: kv, config: {store_method: file_based, file_path: %s}}"
+    kv = "{name: kv, config: {store_method: " + store + ", file_path: %s}}"
     path.write_text(
         "workers:\n"
         f"  - {{name: iii-worker-manager, config: {{port: {worker_port}}}}}\n"
@@ -176,7 +179,12 @@ def settle(stack: Stack, timeout_s: float = 300.0) -> float:
 
 
 def start_stacks(
-    children: Children, workdir: Path, cpus: dict[str, int] | None, diy_prefix: str, worker_cpu: str
+    children: Children,
+    workdir: Path,
+    cpus: dict[str, int] | None,
+    diy_prefix: str,
+    worker_cpu: str,
+    store: str,
 ) -> dict[str, Stack]:
     server_cpu = cpus["router"] if cpus else None
     client_cpu = cpus["client"] if cpus else None
@@ -187,7 +195,7 @@ def start_stacks(
     ports = [free_port() for _ in range(3)]
     remote_dir = workdir / REMOTE
     remote_dir.mkdir()
-    config = pyiii_config(remote_dir, *ports)
+    config = pyiii_config(remote_dir, *ports, store=store)
     engine = children.start(
         "remote-engine", pinned([*python, "-m", "pyiii.cli", "-c", str(config)], server_cpu)
     )
@@ -204,7 +212,7 @@ def start_stacks(
     ports = [free_port() for _ in range(3)]
     embedded_dir = workdir / EMBEDDED
     embedded_dir.mkdir()
-    config = pyiii_config(embedded_dir, *ports)
+    config = pyiii_config(embedded_dir, *ports, store=store)
     embedded = children.start(
         "embedded", pinned([*python, "-m", "pyiii.cli", "run", str(TODO_APP), "-c", str(config)], server_cpu)
     )
@@ -466,7 +474,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     out = [
         f"todo_e2e: throughput {meta['blocks']} blocks of wrk -c{meta['connections']} {meta['seconds']} s;"
         f" latency {meta['latency_blocks']} blocks of {meta['latency_seconds']} s,"
-        f" {meta['clients']} WS clients at {meta['rate']} writes/s; layout {meta['layout']}",
+        f" {meta['clients']} WS clients at {meta['rate']} writes/s; layout {meta['layout']},"
+        f" remote worker on the {meta['worker_cpu']} CPU, pyiii store {meta['pyiii_store']}",
         "",
         "POST /todos (sustained = requests / (wrk time + time until the reactive work is done))",
         "                  replies/s  sustained/s  settle s  reply p50/p99 ms  sustained vs DIY (blocks)"
@@ -541,7 +550,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         script = write_wrk_script(workdir / "post.lua", b'{"title":"a todo from wrk"}')
         wrk = Wrk(wrk_exe, script, client_cpu)
         try:
-            stacks = start_stacks(children, workdir, cpus, diy_prefix, args.worker_cpu)
+            stacks = start_stacks(children, workdir, cpus, diy_prefix, args.worker_cpu, args.pyiii_store)
             order = list(STACKS)
             for block in range(args.blocks):
                 for name in order:
@@ -567,6 +576,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         "latency_seconds": args.latency_seconds,
         "latency_blocks": args.latency_blocks,
         "layout": args.layout,
+        "pyiii_store": args.pyiii_store,
+        "worker_cpu": args.worker_cpu,
     }
     summary = summarize(load, latency)
     if args.json:
@@ -602,6 +613,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["server", "client"],
         default="server",
         help="CPU of pyiii-remote's worker process in the split layout (default: with the engine)",
+    )
+    parser.add_argument(
+        "--pyiii-store",
+        choices=["file_based", "in_memory"],
+        default="file_based",
+        help="the pyiii stacks' state and stream stores (targets are for file_based, the durable default)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fail-on-miss", action="store_true")
