@@ -175,3 +175,25 @@ async def _scopes(client: Any, name: str) -> AsyncIterator[bytes]:
     for scope in await client.smembers("pyiii:stream:scopes"):
         if name.encode() in scope:
             yield scope
+
+
+async def test_adapter_failures_map_to_stream_error_codes(make_stream: Callable[..., StreamHarness]) -> None:
+    """Checklist 29: when the store fails (here: its Redis client is gone), each function answers its
+    ``STREAM_*_ERROR`` code with the adapter's text; ``send`` does not touch the store and still works."""
+    harness = await make_stream("redis").start()
+    await harness.stream.store.adapter.close()
+    ref = {"stream_name": "s", "group_id": "g", "item_id": "i"}
+    expected = {
+        "stream::set": ({**ref, "data": 1}, "STREAM_SET_ERROR"),
+        "stream::get": (ref, "STREAM_GET_ERROR"),
+        "stream::delete": (ref, "STREAM_DELETE_ERROR"),
+        "stream::update": ({**ref, "ops": []}, "STREAM_UPDATE_ERROR"),
+        "stream::list": ({"stream_name": "s", "group_id": "g"}, "STREAM_GET_GROUP_ERROR"),
+        "stream::list_groups": ({"stream_name": "s"}, "STREAM_LIST_GROUPS_ERROR"),
+        "stream::list_all": ({}, "STREAM_LIST_ALL_ERROR"),
+    }
+    for function_id, (payload, code) in expected.items():
+        error = await harness.error(function_id, payload)
+        assert error.code == code, function_id
+        assert "the state store is closed" in error.message
+    assert await harness.send("s", "g", "t", 1) is None
