@@ -1,12 +1,12 @@
-"""The official Python SDK's own HTTP tests (iii-sdk 0.25.0 sdist, unmodified) against a pyiii engine
-(http.md §16 item 35).
+"""The official Python SDK's own HTTP and stream tests (iii-sdk 0.25.0 sdist, unmodified) against a
+pyiii engine (http.md §16 item 35, stream.md §9 item 40; its state tests as well).
 
 `scripts/setup-sdk-suites` (run by `make setup`) unpacks the sdist's `tests/` into
 `.compat/sdk-suites/py-0.25/`; each file below runs there with the SDK's own venv, pointed at a pyiii
 engine subprocess by the suite's `III_URL` / `III_HTTP_URL` variables. The files are the ones that
 exercise the HTTP trigger type: API triggers (routing, params, bodies, status codes, content types,
 streaming up and down, SSE, forms), middleware (per route, ordering, input, namespaces) and the
-health-check route.
+health-check route; the stream functions and custom stream implementations; the state functions.
 
 Not run, with the reason:
 - `test_http_external_functions_integration.py`: "HTTP external functions" (the engine calling a URL as
@@ -36,6 +36,10 @@ HTTP_FILES = (
     "test_middleware_input_namespace.py",
     "test_healthcheck.py",
 )
+#: stream.md §9 item 40: the stream functions, triggers and `create_stream` custom implementations.
+STREAM_FILES = ("test_streams.py",)
+#: Not a checklist item, run because it is there: the state functions through the SDK.
+STATE_FILES = ("test_state.py",)
 IN_MEMORY = {"store_method": "in_memory"}
 _SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 
@@ -48,9 +52,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("suite_file", HTTP_FILES)
-async def test_official_python_sdk_http_suite_passes(tmp_path: Path, suite_file: str) -> None:
-    """The iii-sdk 0.25.0 suite file passes unmodified against a pyiii engine with iii-http and iii-state."""
+@pytest.mark.parametrize("suite_file", HTTP_FILES + STREAM_FILES + STATE_FILES)
+async def test_official_python_sdk_suite_passes(tmp_path: Path, suite_file: str) -> None:
+    """The iii-sdk 0.25.0 suite file passes unmodified against a pyiii engine (http, state, stream)."""
     missing = _missing()
     if missing is not None:
         pytest.fail(missing)  # make test installs it: a missing suite is a setup bug, not a skip
@@ -60,6 +64,10 @@ async def test_official_python_sdk_http_suite_passes(tmp_path: Path, suite_file:
         modules=[
             {"name": "iii-http", "config": {"port": http_port}},
             {"name": "iii-state", "config": {"adapter": {"name": "kv", "config": IN_MEMORY}}},
+            {
+                "name": "iii-stream",
+                "config": {"port": free_port(), "adapter": {"name": "kv", "config": IN_MEMORY}},
+            },
         ],
     )
     await engine.start()
