@@ -94,10 +94,16 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
 
 
 def pyiii_config(
-    directory: Path, worker_port: int, http_port: int, stream_port: int, store: str = "file_based"
+    directory: Path,
+    worker_port: int,
+    http_port: int,
+    stream_port: int,
+    store: str = "file_based",
+    console_logs: bool = True,
 ) -> Path:
-    """The default module set (durable stores under `directory`) on the given ports; `store`
-    in_memory replaces the durable stores (a diagnostic: what the fsyncs cost)."""
+    """The default module set (durable stores under `directory`) on the given ports. Diagnostics:
+    `store` in_memory replaces the durable stores (what the fsyncs cost); `console_logs` False stops
+    printing the app's Logger records (what the per-change log line costs)."""
     data = directory / "data"
     path = directory / "config.yaml"
     kv = "{name: kv, config: {store_method: " + store + ", file_path: %s}}"
@@ -108,7 +114,9 @@ def pyiii_config(
         f"  - {{name: iii-stream, config: {{port: {stream_port},"
         f" adapter: {kv % (data / 'stream_store')}}}}}\n"
         f"  - {{name: iii-state, config: {{adapter: {kv % (data / 'state_store.db')}}}}}\n"
-        "  - {name: iii-observability, config: {level: warn}}\n"
+        "  - {name: iii-observability, config: {level: warn, logs_console_output: "
+        + ("true" if console_logs else "false")
+        + "}}\n"
     )
     return path
 
@@ -185,6 +193,7 @@ def start_stacks(
     diy_prefix: str,
     worker_cpu: str,
     store: str,
+    console_logs: bool,
 ) -> dict[str, Stack]:
     server_cpu = cpus["router"] if cpus else None
     client_cpu = cpus["client"] if cpus else None
@@ -195,7 +204,7 @@ def start_stacks(
     ports = [free_port() for _ in range(3)]
     remote_dir = workdir / REMOTE
     remote_dir.mkdir()
-    config = pyiii_config(remote_dir, *ports, store=store)
+    config = pyiii_config(remote_dir, *ports, store=store, console_logs=console_logs)
     engine = children.start(
         "remote-engine", pinned([*python, "-m", "pyiii.cli", "-c", str(config)], server_cpu)
     )
@@ -212,7 +221,7 @@ def start_stacks(
     ports = [free_port() for _ in range(3)]
     embedded_dir = workdir / EMBEDDED
     embedded_dir.mkdir()
-    config = pyiii_config(embedded_dir, *ports, store=store)
+    config = pyiii_config(embedded_dir, *ports, store=store, console_logs=console_logs)
     embedded = children.start(
         "embedded", pinned([*python, "-m", "pyiii.cli", "run", str(TODO_APP), "-c", str(config)], server_cpu)
     )
@@ -475,7 +484,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"todo_e2e: throughput {meta['blocks']} blocks of wrk -c{meta['connections']} {meta['seconds']} s;"
         f" latency {meta['latency_blocks']} blocks of {meta['latency_seconds']} s,"
         f" {meta['clients']} WS clients at {meta['rate']} writes/s; layout {meta['layout']},"
-        f" remote worker on the {meta['worker_cpu']} CPU, pyiii store {meta['pyiii_store']}",
+        f" remote worker on the {meta['worker_cpu']} CPU, pyiii store {meta['pyiii_store']},"
+        f" console logs {'on' if meta['console_logs'] else 'off'}",
         "",
         "POST /todos (sustained = requests / (wrk time + time until the reactive work is done))",
         "                  replies/s  sustained/s  settle s  reply p50/p99 ms  sustained vs DIY (blocks)"
@@ -550,7 +560,15 @@ def orchestrate(args: argparse.Namespace) -> int:
         script = write_wrk_script(workdir / "post.lua", b'{"title":"a todo from wrk"}')
         wrk = Wrk(wrk_exe, script, client_cpu)
         try:
-            stacks = start_stacks(children, workdir, cpus, diy_prefix, args.worker_cpu, args.pyiii_store)
+            stacks = start_stacks(
+                children,
+                workdir,
+                cpus,
+                diy_prefix,
+                args.worker_cpu,
+                args.pyiii_store,
+                not args.no_console_logs,
+            )
             order = list(STACKS)
             for block in range(args.blocks):
                 for name in order:
@@ -578,6 +596,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "layout": args.layout,
         "pyiii_store": args.pyiii_store,
         "worker_cpu": args.worker_cpu,
+        "console_logs": not args.no_console_logs,
     }
     summary = summarize(load, latency)
     if args.json:
@@ -619,6 +638,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["file_based", "in_memory"],
         default="file_based",
         help="the pyiii stacks' state and stream stores (targets are for file_based, the durable default)",
+    )
+    parser.add_argument(
+        "--no-console-logs",
+        action="store_true",
+        help="diagnostic: the pyiii stacks do not print the app's per-change log records",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fail-on-miss", action="store_true")
