@@ -64,7 +64,8 @@ def load_app(path: Path) -> dict[str, Any]:
 
 async def start_app(server: Any, path: Path) -> dict[str, Any]:
     """Attach the worker file to `server` (a started `EngineServer`): run its top level with
-    `register_worker()` bound to `server.engine`. Returns the file's globals; raises `AppError`."""
+    `register_worker()` bound to `server.engine` (it stays bound, so workers the app creates later
+    attach too, until `set_default_engine(None)`). Returns the file's globals; raises `AppError`."""
     set_default_engine(server.engine)
     return await asyncio.to_thread(load_app, path)
 
