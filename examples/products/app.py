@@ -1,6 +1,7 @@
 """Products CRUD and transcript chunks on state, written with the OFFICIAL Python SDK (`iii-sdk`).
 
-Nothing here is pyiii-specific: it runs unmodified against pyiii (and against the reference engine).
+Nothing here is pyiii-specific: it runs unmodified against pyiii with iii-sdk 0.25.0 and 0.11.6
+(tests/examples/test_products_example.py runs both).
 
     pip install iii-sdk==0.25.0          # or use .compat/py-0.25 (make setup)
     pyiii                                # an engine with the default module set, in another terminal

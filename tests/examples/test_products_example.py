@@ -1,4 +1,4 @@
-"""examples/products with the official Python SDK (iii-sdk 0.25, unmodified) against pyiii."""
+"""examples/products with the official Python SDK (iii-sdk 0.25 and 0.11.6, unmodified) against pyiii."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from todo_harness import CLEAN_ENV, OFFICIAL_PYTHON, PRODUCTS_APP, default_settings, wait_until
+from todo_harness import CLEAN_ENV, PRODUCTS_APP, ROOT, default_settings, wait_until
 
 from pyiii.server.app import EngineServer
 
@@ -39,14 +39,15 @@ class Products:
             return resp.status, json.loads(await resp.text())
 
 
-@pytest_asyncio.fixture
-async def products(tmp_path: Path) -> AsyncIterator[Products]:
-    """An engine on the default modules with examples/products/app.py running on the official SDK."""
-    assert OFFICIAL_PYTHON.exists(), "make setup installs the official SDK into .compat/py-0.25"
+@pytest_asyncio.fixture(params=["py-0.25", "py-0.11.6"])
+async def products(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Products]:
+    """An engine on the default modules with examples/products/app.py running on an official SDK."""
+    python = ROOT / ".compat" / request.param / "bin" / "python"
+    assert python.exists(), f"make setup installs the official SDK into .compat/{request.param}"
     server = EngineServer(default_settings(tmp_path / "data"))
     await server.start()
     worker = await asyncio.create_subprocess_exec(
-        str(OFFICIAL_PYTHON),
+        str(python),
         str(PRODUCTS_APP),
         env={**CLEAN_ENV, "III_URL": server.url},
         stdin=asyncio.subprocess.DEVNULL,

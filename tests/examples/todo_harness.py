@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TODO_APP = ROOT / "examples" / "todo" / "app.py"
 NODE_APP = ROOT / "examples" / "todo-node" / "app.mjs"
 PRODUCTS_APP = ROOT / "examples" / "products" / "app.py"
-OFFICIAL_PYTHON = ROOT / ".compat" / "py-0.25" / "bin" / "python"
 
 TIME_FACTOR = float(os.environ.get("PYIII_TEST_TIME_FACTOR", "1"))
 WAIT_S = 30.0 * TIME_FACTOR
