@@ -521,6 +521,7 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"  {name:<16} {s['samples']:>10} {s['p50_ms']:>11.2f} {s['p90_ms']:>8.2f}"
             f" {s['p99_ms']:>8.2f} {s['max_ms']:>8.1f} {s['missing']:>8}{ratio}"
         )
+        out.append("    p99 of each block (ms): " + ", ".join(f"{v:.1f}" for v in s["block_p99_ms"]))
         if set(s["statuses"]) != {"201"}:
             out.append(f"    statuses: {s['statuses']}")
         if s["writer_lag_ms"] > 20:
