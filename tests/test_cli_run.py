@@ -83,6 +83,20 @@ def test_run_takes_the_serve_options(
     assert configured.source_file == "c.yaml" and configured.state is None
 
 
+def test_serve_options_before_run_apply_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_run_app: list[tuple[Settings, Path]]
+) -> None:
+    """`pyiii --in-memory run APP` and `pyiii --data-dir D run APP` run the app with those options."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app.py").write_text("")
+    assert main(["--in-memory", "run", "app.py"]) == 0
+    assert main(["--data-dir", "d", "run", "app.py"]) == 0
+    (in_memory, _), (data_dir, path) = fake_run_app
+    assert in_memory.state is not None and in_memory.state.adapter.store_method == "in_memory"
+    assert data_dir.state is not None and data_dir.state.adapter.file_path == "d/state_store.db"
+    assert path == Path("app.py")
+
+
 def test_run_without_a_file_is_a_usage_error(
     tmp_path: Path, fake_run_app: list[tuple[Settings, Path]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,6 +69,11 @@ def _dispatch(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     if args.command == "trigger":
         return _run_trigger(args, trigger_parser)
+    if args.command == "run":
+        # `pyiii --in-memory run APP`: the serve options before `run` belong to it too (parsed again by
+        # the run parser: argparse would let the subcommand's defaults overwrite them).
+        at = argv.index("run")
+        return _run_app(run_parser.parse_args(argv[at + 1 :] + argv[:at]), run_parser)
     return _run_serve(args)
 
 
@@ -95,7 +100,10 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
 def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
         prog="pyiii",
-        description="Run the pyiii engine, or call one function with 'pyiii trigger'.",
+        description=(
+            "Run the pyiii engine, call one function with 'pyiii trigger', or serve with a worker file "
+            "in the same process with 'pyiii run APP.py'."
+        ),
         allow_abbrev=False,
     )
     _add_serve_options(parser)
