@@ -126,6 +126,8 @@ class Conn(asyncio.Protocol):
         self.closed: asyncio.Future[int] = loop.create_future()
         self.frames = 0
         self.live = False  # subscribed and reading: the fast path applies
+        self.counted = True  # its events go to the recorder (not the slow-phase extras)
+        self.never_reads = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport: not a subclass
@@ -196,7 +198,7 @@ class Conn(asyncio.Protocol):
                     self.subscribed.set_result(None)
                     self.live = True
                 return
-            m = _EVENT.search(payload)
+            m = _EVENT.search(payload) if self.counted else None
             if m is not None:
                 recorder = self.owner.recorder
                 if recorder is not None:
@@ -315,15 +317,23 @@ class Variant:
             out["samples_ns"] = recorder.samples_ns
         return out
 
-    async def slow_connect(self, subscriptions: int) -> dict[str, Any]:
+    async def slow_connect(self, subscriptions: int, reading: bool = False) -> dict[str, Any]:
         """One subscriber that never reads after its first sync: a tiny receive buffer, reading paused.
 
         It joins the group ``subscriptions`` times, so it is sent that many frames per event (§3.9)
-        and its queue fills within seconds at a rate the 1,000 normal subscribers can take."""
-        conn = await self.open_one(rcvbuf=4096, join=self.joins(subscriptions))
-        conn.live = False  # count its frames one by one when it reads again
+        and its queue fills within seconds at a rate the 1,000 normal subscribers can take.
+        ``reading``: the control, the same joins on a client that reads everything (not recorded), to
+        tell the cost of the extra deliveries from the cost of the slow socket."""
+        if reading:
+            conn = await self.open_one(join=self.joins(subscriptions))
+        else:
+            conn = await self.open_one(rcvbuf=4096, join=self.joins(subscriptions))
+            conn.never_reads = True
+        conn.live = False  # parse its frames one by one (several per read), never the fast path
+        conn.counted = False
         assert conn.transport is not None
-        conn.transport.pause_reading()
+        if not reading:
+            conn.transport.pause_reading()
         self.slow.append(conn)
         return {"slow": len(self.slow)}
 
@@ -333,6 +343,10 @@ class Variant:
         for conn in self.slow:
             before = conn.frames
             assert conn.transport is not None
+            if not conn.never_reads:  # the reading control: it stays open; close it
+                out.append({"close_code": None, "frames_read_after": 0, "reading": True})
+                conn.close()
+                continue
             if not conn.transport.is_closing():
                 conn.transport.resume_reading()
             try:
@@ -370,7 +384,7 @@ class Clients:
         if kind == "collect":
             return await v.collect(float(cmd.get("timeout_s", 10)))
         if kind == "slow_connect":
-            return await v.slow_connect(int(cmd.get("subscriptions", 1)))
+            return await v.slow_connect(int(cmd.get("subscriptions", 1)), bool(cmd.get("reading", False)))
         if kind == "slow_check":
             return await v.slow_check(float(cmd.get("timeout_s", 10)))
         raise ValueError(f"unknown command {kind!r}")
