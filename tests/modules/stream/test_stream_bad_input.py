@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 from stream_harness import StreamHarness, frame_of, join
 
-from helpers import compact
+from helpers import TIME_FACTOR, compact
 from pyiii.modules.stream.limits import StreamLimits
 
 MIB = 1024 * 1024
@@ -178,3 +179,101 @@ async def test_http_garbage_on_the_stream_port(stream: StreamHarness) -> None:
                 assert response.status == 426
     client = await stream.client("/stream/s/g")
     await client.expect(frame_of("sync"))
+
+
+class SmallWindowClient(SilentClient):
+    """A :class:`SilentClient` with a 4 KiB ``SO_RCVBUF``: what the server writes stays on its side."""
+
+    @classmethod
+    async def connect(cls, url: str, path: str) -> SilentClient:
+        host, port = url.removeprefix("ws://").rsplit(":", 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=MIB)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        transport: Any = writer.transport
+        transport.pause_reading()
+        return cls(reader, writer)
+
+
+async def test_never_reading_client_is_dropped_after_bounded_bytes(
+    make_stream: Callable[..., StreamHarness],
+) -> None:
+    """A client that never reads is closed with 1013 after a bounded number of bytes, not megabytes."""
+    limits = StreamLimits(queue_frames=16, close_timeout_s=30, socket_unsent_bytes=64 * 1024)
+    harness = await make_stream("memory", limits=limits).start()
+    slow = await SmallWindowClient.connect(harness.url, "/stream/s/g")
+    server = harness.stream.server
+    blob = "z" * (16 * 1024)
+    sent = 0
+    try:
+        while server.slow_consumers == 0:
+            assert sent * len(blob) < 2 * MIB, "the client that never reads held megabytes before its drop"
+            await harness.set("s", "g", f"i{sent % 4}", {"n": sent, "blob": blob})
+            sent += 1
+        assert await slow.close_code() in (1013, 1008)
+    finally:
+        slow.close()
+    await harness.idle()
+    assert not harness.stream.hub.connections
+
+
+async def test_frame_larger_than_the_unsent_cap_reaches_a_reading_client(
+    make_stream: Callable[..., StreamHarness],
+) -> None:
+    """The unsent-bytes cap is backpressure, not a frame limit: 2 MiB frames reach a reading client whole."""
+    limits = StreamLimits(queue_frames=4, socket_unsent_bytes=16 * 1024)
+    harness = await make_stream("memory", limits=limits).start()
+    big = "b" * (2 * MIB)
+    await harness.set("s", "g", "a", {"blob": big})
+    client = await harness.client("/stream/s/g")
+    sync = await client.expect(frame_of("sync"))
+    assert sync["event"]["data"][0]["blob"] == big
+    await harness.set("s", "g", "b", {"blob": big})
+    assert (await client.expect(frame_of("create")))["event"]["data"]["blob"] == big
+    assert harness.stream.server.slow_consumers == 0
+
+
+async def test_joins_sent_at_once_never_overflow_the_queue(make_stream: Callable[..., StreamHarness]) -> None:
+    """A client's own requests wait for it to read: 500 joins at once get 500 syncs, with a queue of 8."""
+    limits = StreamLimits(queue_frames=8, socket_unsent_bytes=4096)
+    harness = await make_stream("memory", limits=limits).start()
+    await harness.set("s", "g", "i", {"blob": "x" * 4096})
+    client = await harness.client()
+    await asyncio.gather(*(client.send(join(f"sub-{index}", "s", "g")) for index in range(500)))
+    await client.barrier(timeout_s=60)
+    assert len(client.received(frame_of("sync"))) == 500
+    assert harness.stream.server.slow_consumers == 0
+
+
+async def test_slow_consumer_that_never_reads_is_aborted_after_close_timeout(
+    make_stream: Callable[..., StreamHarness],
+) -> None:
+    """§3.9 rule 3: a slow consumer whose close frame is never read is aborted after ``close_timeout_s``."""
+    limits = StreamLimits(queue_frames=4, close_timeout_s=0.2, socket_unsent_bytes=16 * 1024)
+    harness = await make_stream("memory", limits=limits).start()
+    slow = await SmallWindowClient.connect(harness.url, "/stream/s/g")
+    server = harness.stream.server
+    blob = "z" * (16 * 1024)
+    try:
+        for sent in range(1_000):
+            if server.slow_consumers:
+                break
+            await harness.set("s", "g", "i", {"n": sent, "blob": blob})
+        assert server.slow_consumers == 1
+        (client,) = server._clients.values()  # its closer has not run yet: nothing awaited since the drop
+        async with asyncio.timeout(10 * TIME_FACTOR):
+            await client.read_done.wait()
+        assert client.wire.lost()
+        await harness.idle()
+        assert not harness.stream.hub.connections
+    finally:
+        slow.close()

@@ -140,6 +140,26 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
+    async def flushed(self) -> None:
+        """Wait until nothing is queued and the transport accepts data, or the connection closes.
+
+        The read loop awaits this between a client's messages, so the frames a client's own messages cause
+        (``sync`` of its joins, ``pong``) wait for it to read instead of filling its queue: only events, which
+        never wait (§3.9 rule 2), can make a connection a slow consumer.
+        """
+        io = self._io
+        while not self.closing and not io.closing():
+            writer = self._writer
+            try:
+                if writer is not None:  # a backlog: its writer ends once the queue is written
+                    await asyncio.wait((writer,))  # (its own outcome is its business)
+                elif not io.writable():
+                    await io.drain()
+                else:
+                    return
+            except (ConnectionError, RuntimeError):
+                return
+
     def send_payload(self, payload: bytes) -> None:
         """A frame for this connection alone (``sync``, ``unauthorized``, ``pong``)."""
         self.send(ws_text_frame(payload))

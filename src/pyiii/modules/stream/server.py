@@ -6,7 +6,9 @@
    upgrade), then the auth function when configured (§3.3, :mod:`.auth`), then the 101 with the first
    offered subprotocol echoed (S4);
 2. registration in the :class:`~.hub.Hub` (§3.4 step 3), the URL join for ``/stream/...`` paths (S1);
-3. the read loop, one message at a time; a join or leave completes before the next message (§3.4 step 5);
+3. the read loop, one message at a time; a join or leave completes before the next message (§3.4 step 5),
+   and the next message is read once the frames this one caused are written (a client's own requests
+   wait for it to read; only events can make it a slow consumer);
 4. teardown, exactly once, whatever ended the connection (S10): the writer stops, the subscriptions
    leave the index, and the ``stream:leave`` triggers run for each of them in a background task (so a
    cancelled handler cannot cut them short).
@@ -14,14 +16,17 @@
 Limits (:class:`~.limits.StreamLimits`): a client message larger than 1 MiB (the minimum §3.2 rule 4
 allows) closes the connection with 1009. A connection holds at most 65,536 subscriptions; a join of a
 new id beyond that closes it with 1008 (policy violation), so one socket cannot grow the index without
-bound. permessage-deflate is declined (§3.2 rule 3): frames are written as pre-built bytes, the same
-for every client.
+bound. Each accepted socket may hold at most 128 KiB of unsent data in the kernel (``TCP_NOTSENT_LOWAT``,
+:data:`~.limits.SOCKET_UNSENT_BYTES`), so a client that never reads meets backpressure, fills its frame
+queue and is closed with 1013 after a bounded number of bytes. permessage-deflate is declined (§3.2 rule
+3): frames are written as pre-built bytes, the same for every client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Awaitable
@@ -88,17 +93,22 @@ class AiohttpWire:
     The one place that looks inside aiohttp: its protocol's ``_paused`` flag (set by the event loop's
     ``pause_writing`` when the transport buffer passes its high-water mark) tells whether a write
     would only grow a buffer, and the response's public ``drain`` waits until it clears.
+
+    ``unsent_bytes`` caps the socket's unsent kernel buffer (``TCP_NOTSENT_LOWAT``, see
+    :data:`~.limits.SOCKET_UNSENT_BYTES`), so backpressure shows after a bounded number of bytes.
     """
 
     __slots__ = ("_protocol", "_transport", "_writer")
 
-    def __init__(self, request: web.BaseRequest) -> None:
+    def __init__(self, request: web.BaseRequest, unsent_bytes: int | None = None) -> None:
         self._protocol: Any = request.protocol
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("Connection lost")
         self._transport: Any = transport
         self._writer = request.writer
+        if unsent_bytes is not None:
+            _cap_unsent(transport, unsent_bytes)
 
     def writable(self) -> bool:
         return not self._protocol._paused and not self._transport.is_closing()
@@ -119,26 +129,28 @@ class AiohttpWire:
         """Close after the buffered data is flushed."""
         self._transport.close()
 
-    async def closed(self) -> None:
-        """Wait until the connection is lost (flushed and closed, or aborted)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._transport.is_closing() and self._protocol.transport is None:
-            return
-        previous = self._protocol.connection_lost
+    def lost(self) -> bool:
+        """Whether the connection is gone (flushed and closed, or aborted): aiohttp's protocol drops its
+        transport in ``connection_lost``."""
+        return self._protocol.transport is None
 
-        def lost(exc: BaseException | None) -> None:
-            previous(exc)
-            if not waiter.done():
-                waiter.set_result(None)
 
-        self._protocol.connection_lost = lost
-        await waiter
+def _cap_unsent(transport: Any, unsent_bytes: int) -> None:
+    """Set ``TCP_NOTSENT_LOWAT`` where the platform has it (Linux, macOS); elsewhere keep the default."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    sock = transport.get_extra_info("socket")
+    if option is None or sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, unsent_bytes)
+    except OSError as exc:  # not a TCP socket (a Unix socket in a test, say): nothing to cap
+        log.debug("stream: TCP_NOTSENT_LOWAT not set: %s", exc)
 
 
 class _Client:
     """One accepted socket: its :class:`Connection`, its aiohttp response and how to close it."""
 
-    __slots__ = ("closer", "connection", "warnings", "wire", "ws")
+    __slots__ = ("closer", "connection", "read_done", "warnings", "wire", "ws")
 
     def __init__(self, connection: Connection, ws: web.WebSocketResponse, wire: AiohttpWire) -> None:
         self.connection = connection
@@ -146,6 +158,8 @@ class _Client:
         self.wire = wire
         self.warnings = 0
         self.closer: asyncio.Task[None] | None = None
+        #: Set when the handler's read loop has ended (the connection is lost, or the client closed).
+        self.read_done = asyncio.Event()
 
 
 class StreamServer:
@@ -188,7 +202,7 @@ class StreamServer:
             context = verdict.context
         await ws.prepare(request)
         try:
-            wire = AiohttpWire(request)
+            wire = AiohttpWire(request, self.limits.socket_unsent_bytes)
         except ConnectionResetError:
             return ws
         connection = Connection(
@@ -208,6 +222,7 @@ class StreamServer:
                 await self.join(client, Join(URL_SUBSCRIPTION_ID, stream_name, group_id, item_id))
             await self._read_loop(client)
         finally:
+            client.read_done.set()
             self._teardown(client)
         if client.closer is not None:
             # Returning the response makes aiohttp close with 1000: let our close (1008, 1009, 1013, 1001)
@@ -219,11 +234,15 @@ class StreamServer:
 
     async def _read_loop(self, client: _Client) -> None:
         ws = client.ws
-        while not client.connection.closing:
+        connection = client.connection
+        while not connection.closing:
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 await self._dispatch(client, frames.parse_client_message(msg.data))
+                # Backpressure on the client's own requests: the next message is read once what this one
+                # caused is written (10,000 joins sent at once get 10,000 syncs, not a 1013).
+                await connection.flushed()
             elif kind is WSMsgType.ERROR:
                 log.debug("stream connection %s: %s", client.connection.id, msg.data)
                 break
@@ -350,7 +369,14 @@ class StreamServer:
         wire.close()
         try:
             async with asyncio.timeout(self.limits.close_timeout_s):
-                await wire.closed()
+                # The read loop ends when the connection is lost (aiohttp feeds its reader EOF then). If it
+                # ended for another reason (the client's close frame, or the drop while the loop waited in
+                # ``flushed``), the flush may still be under way, and aiohttp's protocol offers no hook for
+                # its end (its slots refuse a patched ``connection_lost``): poll, at most 10 times a second
+                # until the timeout, on this rare path.
+                await client.read_done.wait()
+                while not wire.lost():  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
         except TimeoutError:
             log.debug(
                 "stream connection %s: slow consumer not flushed in time; aborting", client.connection.id
