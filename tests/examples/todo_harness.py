@@ -233,7 +233,6 @@ class Stack:
         if self.app_globals is not None:
             await self.app_globals["iii"].shutdown_async()
             set_default_engine(None)  # start_app bound register_worker() to this engine
-            set_default_engine(None)  # as `pyiii run` does on exit (later tests run standalone)
         await self.metrics.client.shutdown_async()
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
