@@ -21,8 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pyiii import III, InitOptions, register_worker
 from pyiii.cli import main
 from pyiii.config import Settings
+from pyiii.sdk.client import set_default_engine
+from pyiii.testing import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TODO_APP = ROOT / "examples" / "todo" / "app.py"
@@ -117,6 +120,32 @@ def test_run_config_error_exits_1(
     assert main(["run", "-c", str(tmp_path / "c.yaml"), str(tmp_path / "app.py")]) == 1
     assert capsys.readouterr().err.startswith("pyiii: config error: ")
     assert fake_run_app == []
+
+
+async def test_register_worker_without_address_follows_the_run_engine_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `pyiii run`'s engine set and started, register_worker() without an address attaches to it
+    in-process; an explicit URL still goes remote; once the engine stops, $III_URL applies again."""
+    monkeypatch.setenv("III_URL", "ws://127.0.0.1:9")
+    server = await start_server()
+    set_default_engine(server.engine)
+    try:
+        embedded = register_worker(options=InitOptions(worker_name="embedded"))
+        assert embedded.get_address().startswith("inprocess://")
+        assert embedded.get_connection_state() == "connected"
+        remote = III("ws://127.0.0.1:9", InitOptions(worker_name="explicit"))
+        assert remote.get_address() == "ws://127.0.0.1:9"
+        await embedded.shutdown_async()
+        await remote.shutdown_async()
+    finally:
+        await server.stop()
+    try:
+        after = III(None, InitOptions(worker_name="after-stop"))
+        assert after.get_address() == "ws://127.0.0.1:9"
+        await after.shutdown_async()
+    finally:
+        set_default_engine(None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ import msgspec
 from msgspec import UNSET, EncodeError, Raw
 from msgspec.json import decode as decode_json
 
-from pyiii._deadlines import Deadlines
 from pyiii.protocol import errors as codes
 from pyiii.protocol.codec import to_python
 from pyiii.protocol.errors import InvocationError, RegistrationRejectedError
@@ -54,6 +53,7 @@ from pyiii.protocol.messages import (
     WorkerRegistered,
 )
 from pyiii.sdk.channels import materialize_channel_refs
+from pyiii.sdk.deadlines import Deadlines
 from pyiii.sdk.handlers import FunctionHandler, derive_formats, jsonable
 from pyiii.sdk.logger import current_traceparent, register_client, unregister_client
 from pyiii.sdk.replay import VOID, replay_messages, worker_register_payload
