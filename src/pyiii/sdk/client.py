@@ -32,6 +32,7 @@ import msgspec
 from msgspec import UNSET, EncodeError, Raw
 from msgspec.json import decode as decode_json
 
+from pyiii._deadlines import Deadlines
 from pyiii.protocol import errors as codes
 from pyiii.protocol.codec import to_python
 from pyiii.protocol.errors import InvocationError, RegistrationRejectedError
@@ -53,7 +54,6 @@ from pyiii.protocol.messages import (
     WorkerRegistered,
 )
 from pyiii.sdk.channels import materialize_channel_refs
-from pyiii.sdk.deadlines import Deadlines
 from pyiii.sdk.handlers import FunctionHandler, derive_formats, jsonable
 from pyiii.sdk.logger import current_traceparent, register_client, unregister_client
 from pyiii.sdk.replay import VOID, replay_messages, worker_register_payload
@@ -218,8 +218,9 @@ class III:
         self._loop_thread: int | None = None
         self._background: BackgroundLoop | None = None
 
-        if (address is None or address == "") and _default_engine is not None:
-            address = _default_engine  # `pyiii run`: the worker file attaches to the embedded engine
+        default_engine = _default_engine
+        if (address is None or address == "") and default_engine is not None and default_engine.started:
+            address = default_engine  # `pyiii run`: the worker file attaches to the embedded engine
         engine = None if transport is not None else _as_engine(address)
         if transport is not None:
             # A caller-supplied transport (tests, custom wires) runs on the caller's loop.
@@ -1126,7 +1127,8 @@ _default_engine: Engine | None = None
 
 
 def set_default_engine(engine: Engine | None) -> None:
-    """Make ``register_worker()`` without an address attach to ``engine`` (``None`` restores $III_URL)."""
+    """Make ``register_worker()`` without an address attach to ``engine`` while it is started
+    (``None`` restores ``$III_URL``; a stopped engine is ignored)."""
     global _default_engine
     _default_engine = engine
 
