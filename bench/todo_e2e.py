@@ -194,6 +194,7 @@ def start_stacks(
     worker_cpu: str,
     store: str,
     console_logs: bool,
+    diy_durable: bool,
 ) -> dict[str, Stack]:
     server_cpu = cpus["router"] if cpus else None
     client_cpu = cpus["client"] if cpus else None
@@ -229,14 +230,17 @@ def start_stacks(
     wait_ready(stacks[EMBEDDED], lambda: embedded.alive)
 
     # DIY: FastAPI + Redis
+    url = redis_url()
+    if diy_durable:
+        url = start_durable_redis(children, workdir)
     port = free_port()
     diy = children.start(
         "diy",
         pinned([*python, str(DIY_APP), "--port", str(port)], server_cpu),
-        env={"REDIS_URL": redis_url(), "DIY_TODO_PREFIX": diy_prefix},
+        env={"REDIS_URL": url, "DIY_TODO_PREFIX": diy_prefix},
     )
     pids = {"server": diy.pid}
-    redis_pid = redis_server_pid()
+    redis_pid = redis_server_pid(url)
     if redis_pid is not None:
         pids["redis"] = redis_pid
     stacks[DIY] = Stack(DIY, port, port, pids)
@@ -248,11 +252,27 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def redis_server_pid() -> int | None:
+def start_durable_redis(children: Children, workdir: Path) -> str:
+    """A private redis-server that fsyncs every write (`appendfsync always`), as pyiii's durable store
+    does: the DIY stack with the same durability (diagnostic `--diy-durable`)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("--diy-durable needs redis-server on PATH")
+    directory = workdir / "redis"
+    directory.mkdir()
+    port = free_port()
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
+    argv += ["--appendfsync", "always", "--dir", str(directory), "--daemonize", "no"]
+    server = children.start("durable-redis", argv)
+    wait_port(port, 30, lambda: server.alive)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def redis_server_pid(url: str) -> int | None:
     """The Redis server's pid when it runs on this machine (its CPU time is the DIY stack's too)."""
     import redis
 
-    client = redis.Redis.from_url(redis_url())
+    client = redis.Redis.from_url(url)
     try:
         pid = int(client.info("server")["process_id"])
     finally:
@@ -485,7 +505,8 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f" latency {meta['latency_blocks']} blocks of {meta['latency_seconds']} s,"
         f" {meta['clients']} WS clients at {meta['rate']} writes/s; layout {meta['layout']},"
         f" remote worker on the {meta['worker_cpu']} CPU, pyiii store {meta['pyiii_store']},"
-        f" console logs {'on' if meta['console_logs'] else 'off'}",
+        f" console logs {'on' if meta['console_logs'] else 'off'}"
+        + (", DIY Redis with appendfsync always" if meta["diy_durable"] else ""),
         "",
         "POST /todos (sustained = requests / (wrk time + time until the reactive work is done))",
         "                  replies/s  sustained/s  settle s  reply p50/p99 ms  sustained vs DIY (blocks)"
@@ -569,6 +590,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 args.worker_cpu,
                 args.pyiii_store,
                 not args.no_console_logs,
+                args.diy_durable,
             )
             order = list(STACKS)
             for block in range(args.blocks):
@@ -598,6 +620,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "pyiii_store": args.pyiii_store,
         "worker_cpu": args.worker_cpu,
         "console_logs": not args.no_console_logs,
+        "diy_durable": args.diy_durable,
     }
     summary = summarize(load, latency)
     if args.json:
@@ -644,6 +667,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-console-logs",
         action="store_true",
         help="diagnostic: the pyiii stacks do not print the app's per-change log records",
+    )
+    parser.add_argument(
+        "--diy-durable",
+        action="store_true",
+        help="diagnostic: the DIY stack on a private redis-server with appendfsync always",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fail-on-miss", action="store_true")
