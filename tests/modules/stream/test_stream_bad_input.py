@@ -271,7 +271,7 @@ async def test_slow_consumer_that_never_reads_is_aborted_after_close_timeout(
         assert server.slow_consumers == 1
         (client,) = server._clients.values()  # its closer has not run yet: nothing awaited since the drop
         async with asyncio.timeout(10 * TIME_FACTOR):
-            await client.read_done.wait()
+            await client.wait_read_done()
         assert client.wire.lost()
         await harness.idle()
         assert not harness.stream.hub.connections
