@@ -600,3 +600,20 @@ async def test_default_settings() -> None:
     assert (s.logs_enabled, s.logs_max_count, s.logs_retention_seconds) == (True, 1000, 3600)
     assert (s.logs_console_output, s.logs_sampling_ratio) == (True, 1.0)
     assert ObservabilityModule().name == "iii-observability"
+
+
+async def test_default_console_writes_a_pass_of_lines_at_once_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The default console buffers the lines of one loop pass and writes them in order at its end."""
+    from pyiii.modules.observability.module import StderrConsole
+
+    console = StderrConsole()
+    console("first")
+    console("second")
+    assert capsys.readouterr().err == ""  # nothing before the loop pass ends
+    await asyncio.sleep(0)
+    assert capsys.readouterr().err == "first\nsecond\n"
+    console("third")
+    console.flush()
+    assert capsys.readouterr().err == "third\n"
