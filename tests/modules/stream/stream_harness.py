@@ -269,7 +269,7 @@ def watch(
 
 #: config-cli-modules.md §3.1 and the stream module's start: the lines logged once listeners are bound.
 ENGINE_LISTENING = re.compile(r"\] Engine listening on address: (\S+):(\d+)$")
-STREAM_LISTENING = re.compile(r"\] Stream listening on address: (\S+):(\d+)$")
+STREAM_LISTENING = re.compile(r"\] Stream API listening on address: (\S+):(\d+)$")
 STARTUP_WAIT_S = 20.0 * TIME_FACTOR
 
 

@@ -89,8 +89,8 @@ def test_same_file_as_the_state_store_is_an_error(tmp_path: Path) -> None:
 
 
 async def test_engine_process_serves_streams(tmp_path: Path) -> None:
-    """§3.1: ``pyiii -c`` with an ``iii-stream`` entry logs ``Stream listening on address`` and serves
-    clients; a write through the worker socket reaches a URL-subscribed client."""
+    """``pyiii -c`` with an ``iii-stream`` entry logs ``Stream API listening on address`` (cli §3.1) and
+    serves clients; a write through the worker socket reaches a URL-subscribed client."""
     engine = await EngineProcess.start(engine_config(tmp_path, "{name: kv}"), tmp_path)
     try:
         client = await RawWorker.connect(engine.stream_url, path="/stream/s/g", hello=False)

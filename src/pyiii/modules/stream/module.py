@@ -166,7 +166,7 @@ class StreamModule(Module):
         self._runner = runner
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
-        log.info("Stream listening on address: %s:%s", self.settings.host, self.port)
+        log.info("Stream API listening on address: %s:%s", self.settings.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting, close clients with 1001 (teardown runs), stop triggers, close the store."""
