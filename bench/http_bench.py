@@ -234,7 +234,7 @@ async def _inprocess_main(port: int) -> int:
         # What `pyiii` (serve) does after startup: freeze startup objects, rarer gen-0 collections.
         from pyiii.server import app as server_app
 
-        tune = getattr(server_app, "_tune_gc", None)
+        tune = getattr(server_app, "tune_gc", None) or getattr(server_app, "_tune_gc", None)
         if tune is not None:
             tune()
     emit("ready", pid=os.getpid())

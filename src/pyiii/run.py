@@ -97,7 +97,7 @@ def run_app(settings: Settings, path: Path) -> int:
 
 
 async def _run(settings: Settings, path: Path) -> int:
-    from pyiii.server.app import SHUTDOWN_BUDGET_S, EngineServer, _tune_gc, log
+    from pyiii.server.app import SHUTDOWN_BUDGET_S, EngineServer, log, tune_gc
 
     server = EngineServer(settings)
     loop = asyncio.get_running_loop()
@@ -127,7 +127,7 @@ async def _run(settings: Settings, path: Path) -> int:
         print(f"pyiii run: {exc.path} raised an exception:\n{exc.detail}", file=sys.stderr, end="")
         code = 1
     else:
-        _tune_gc()
+        tune_gc()
         print(f"pyiii run: {path} is running. Open {app_url(server)}", flush=True)
         await stop.wait()
         log.info("shutting down")

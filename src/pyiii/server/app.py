@@ -161,7 +161,7 @@ def _observability_module(settings: Settings) -> Any:
     return ObservabilityModule(ObservabilitySettings(**values))
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Move everything allocated at startup out of the collector's sight and collect the young
     generation less often: under load the engine keeps many short-lived call records alive across a
     durable commit, and gen-0 collections were 4% of its CPU (bench/RESULTS.md, state section)."""
@@ -212,7 +212,7 @@ async def _serve(settings: Settings) -> int:
         print(f"pyiii: failed to start: {exc}", file=sys.stderr)
         await server.stop()
         return 1
-    _tune_gc()
+    tune_gc()
     await stop.wait()
     log.info("shutting down")
     try:
