@@ -22,9 +22,7 @@ shutting down as `pyiii` does (§3.1). An exception from the file stops the engi
 from __future__ import annotations
 
 import asyncio
-import os
 import runpy
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -82,60 +80,18 @@ def app_url(server: Any) -> str:
 
 def run_app(settings: Settings, path: Path) -> int:
     """Serve `settings` with the worker file attached until SIGINT/SIGTERM; return the exit code."""
-    from pyiii.server.app import configure_logging, log
+    from pyiii.server.app import serve
 
-    configure_logging(settings.observability.level)
-    for warning in settings.warnings:
-        log.warning("%s", warning)
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    return int(runner(_run(settings, path)))
-
-
-async def _run(settings: Settings, path: Path) -> int:
-    from pyiii.server.app import SHUTDOWN_BUDGET_S, EngineServer, log, tune_gc
-
-    server = EngineServer(settings)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals_seen = 0
-
-    def on_signal() -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:  # §3.1 shutdown rule 4
-            print("pyiii: second signal during shutdown; exiting now", file=sys.stderr, flush=True)
-            os._exit(1)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"pyiii: failed to start: {exc}", file=sys.stderr)
-        await server.stop()
-        return 1
-    code = 0
-    try:
-        await start_app(server, path)
-    except AppError as exc:
-        print(f"pyiii run: {exc.path} raised an exception:\n{exc.detail}", file=sys.stderr, end="")
-        code = 1
-    else:
-        tune_gc()
+    async def attach(server: Any) -> int | None:
+        try:
+            await start_app(server, path)
+        except AppError as exc:
+            print(f"pyiii run: {exc.path} raised an exception:\n{exc.detail}", file=sys.stderr, end="")
+            return 1
         print(f"pyiii run: {path} is running. Open {app_url(server)}", flush=True)
-        await stop.wait()
-        log.info("shutting down")
+        return None
+
+    try:
+        return serve(settings, after_start=attach)
     finally:
         set_default_engine(None)
-    try:
-        await asyncio.wait_for(server.stop(), SHUTDOWN_BUDGET_S)
-    except TimeoutError:
-        log.error("shutdown took longer than %ss", SHUTDOWN_BUDGET_S)
-        return 1
-    return code

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,8 +172,14 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, gen1, gen2)
 
 
-def serve(settings: Settings) -> int:
-    """Run until SIGINT/SIGTERM. Returns the process exit code (0 normal, 1 startup failure)."""
+#: Called once every listener is bound: ``None`` to serve until a signal, or an exit code to stop
+#: at once (``pyiii run`` attaches its worker file here).
+AfterStart = Callable[["EngineServer"], Awaitable[int | None]]
+
+
+def serve(settings: Settings, after_start: AfterStart | None = None) -> int:
+    """Run until SIGINT/SIGTERM. Returns the process exit code (0 normal, 1 startup failure or an
+    exit code from ``after_start``)."""
     configure_logging(settings.observability.level)
     for warning in settings.warnings:
         log.warning("%s", warning)
@@ -182,10 +189,10 @@ def serve(settings: Settings) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    return int(runner(_serve(settings)))
+    return int(runner(_serve(settings, after_start)))
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, after_start: AfterStart | None = None) -> int:
     server = EngineServer(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -212,12 +219,14 @@ async def _serve(settings: Settings) -> int:
         print(f"pyiii: failed to start: {exc}", file=sys.stderr)
         await server.stop()
         return 1
-    tune_gc()
-    await stop.wait()
-    log.info("shutting down")
+    code = None if after_start is None else await after_start(server)
+    if code is None:
+        tune_gc()
+        await stop.wait()
+        log.info("shutting down")
     try:
         await asyncio.wait_for(server.stop(), SHUTDOWN_BUDGET_S)
     except TimeoutError:
         log.error("shutdown took longer than %ss", SHUTDOWN_BUDGET_S)
         return 1
-    return 0
+    return code or 0
