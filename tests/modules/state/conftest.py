@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from state_harness import ADAPTERS, PERSISTENT, StateHarness, adapter_factory, delete_redis_prefix
+from state_harness import ADAPTERS, PERSISTENT, StateHarness, adapter_factory
 
+from module_helpers import delete_redis_prefix
 from pyiii import III, InitOptions, register_worker
 
 

@@ -5,13 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import re
-import signal
-import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +13,8 @@ from typing import Any
 import pytest
 from msgspec import UNSET
 
-from helpers import TIME_FACTOR
+import module_helpers
+from module_helpers import REDIS_URL, Recorder
 from pyiii import III, Trigger
 from pyiii.config import AdapterSettings, StateSettings
 from pyiii.engine.core import Engine
@@ -33,26 +27,11 @@ from pyiii.modules.state.module import StateModule
 from pyiii.server.app import EngineServer
 from pyiii.testing import make_settings
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-
 ADAPTERS = ["memory", "file_based", pytest.param("redis", marks=pytest.mark.redis)]
 PERSISTENT = ["file_based", pytest.param("redis", marks=pytest.mark.redis)]
 
 #: What ``StateHarness.raw`` returns when a function sent no result (distinct from JSON null).
 NO_RESULT = UNSET
-
-
-async def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
-    """Remove every key under ``prefix`` (test cleanup)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @dataclass
@@ -166,34 +145,6 @@ def adapter_settings(kind: str, tmp_path: Path) -> AdapterSettings:
     return AdapterSettings(name="redis", redis_url=REDIS_URL)
 
 
-class Recorder:
-    """A trigger handler that records every event it receives; ``wait(n)`` waits for ``n`` of them."""
-
-    def __init__(self, behaviour: Callable[[Any], Any] | None = None) -> None:
-        self.events: list[Any] = []
-        self.metadata: list[Any] = []
-        self._behaviour = behaviour
-        self._arrived = asyncio.Event()
-
-    async def __call__(self, data: Any, metadata: Any = None) -> Any:
-        self.events.append(data)
-        self.metadata.append(metadata)
-        self._arrived.set()
-        if self._behaviour is not None:
-            result = self._behaviour(data)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-        return None
-
-    async def wait(self, count: int, timeout_s: float = 10.0) -> list[Any]:
-        async with asyncio.timeout(timeout_s):
-            while len(self.events) < count:
-                self._arrived.clear()
-                await self._arrived.wait()
-        return self.events
-
-
 def watch(
     client: III,
     config: Any,
@@ -203,20 +154,10 @@ def watch(
     function_id: str | None = None,
 ) -> tuple[Recorder, Trigger]:
     """Serve a new function with ``recorder`` and bind it to a ``state`` trigger with ``config``."""
-    recorder = recorder or Recorder()
-    function_id = function_id or f"test::on-change-{uuid.uuid4().hex[:8]}"
-    client.register_function(function_id, recorder)
-    spec: dict[str, Any] = {"type": "state", "function_id": function_id, "config": config}
-    if metadata is not None:
-        spec["metadata"] = metadata
-    return recorder, client.register_trigger(spec)
+    return module_helpers.watch(client, "state", config, recorder, metadata=metadata, function_id=function_id)
 
 
 # ------------------------------------------------------------------------------ engine subprocesses
-
-#: §3.1: the line the engine logs once its worker listener is bound.
-LISTENING = re.compile(r"\] Engine listening on address: (\S+):(\d+)$")
-STARTUP_WAIT_S = 20.0 * TIME_FACTOR
 
 
 def state_config(directory: Path, adapter: str) -> Path:
@@ -233,73 +174,12 @@ def state_config(directory: Path, adapter: str) -> Path:
     return path
 
 
-class EngineProcess:
-    """``python -m pyiii.cli -c CONFIG`` in a directory; stderr is collected line by line."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._changed = asyncio.Event()
-        self._eof = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-        self.url = ""
+class EngineProcess(module_helpers.EngineProcess):
+    """An engine subprocess (see :class:`module_helpers.EngineProcess`)."""
 
     @classmethod
     async def start(cls, config: Path, cwd: Path, *, wait: bool = True) -> EngineProcess:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("III_")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pyiii.cli", "-c", str(config),
-            cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        engine = cls(proc)
+        engine = await cls.spawn(config, cwd)
         if wait:
-            match = await engine.wait_for(LISTENING)
-            engine.url = f"ws://{match[1]}:{match[2]}"
+            await engine.wait_listening()
         return engine
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        try:
-            async for raw in self.proc.stderr:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self._changed.set()
-        finally:
-            self._eof.set()
-            self._changed.set()
-
-    async def wait_for(self, pattern: re.Pattern[str], timeout_s: float = STARTUP_WAIT_S) -> re.Match[str]:
-        """The first stderr line matching ``pattern`` (fails if the process exits first)."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for line in self.lines:
-                    match = pattern.search(line)
-                    if match is not None:
-                        return match
-                if self._eof.is_set():
-                    raise AssertionError(f"engine exited without {pattern.pattern!r}: {self.lines}")
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def exit_code(self, timeout_s: float = STARTUP_WAIT_S) -> int:
-        async with asyncio.timeout(timeout_s):
-            code = await self.proc.wait()
-            await self._eof.wait()
-        return code
-
-    def kill9(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        self.proc.send_signal(signal.SIGKILL)
-
-    async def stop(self) -> int:
-        """SIGTERM (a graceful stop); the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
-        return await self.exit_code()
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self._reader.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader

@@ -15,15 +15,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from stream_harness import (
-    ADAPTERS,
-    StreamHarness,
-    adapter_factory,
-    bus_factory,
-    delete_redis_prefix,
-    new_prefix,
-)
+from stream_harness import ADAPTERS, StreamHarness, adapter_factory, bus_factory, new_prefix
 
+from module_helpers import delete_redis_prefix
 from pyiii import III, InitOptions, register_worker
 
 

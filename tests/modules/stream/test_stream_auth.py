@@ -10,9 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from stream_harness import Recorder, StreamHarness, frame_of, join, leave, watch
+from stream_harness import StreamHarness, frame_of, join, leave
 
 from helpers import NO_REPLY, RawWorker
+from module_helpers import Recorder, watch
 from pyiii import InitOptions, register_worker
 from pyiii.modules.stream.auth import auth_headers, format_addr, interpret, query_params
 from pyiii.modules.stream.limits import StreamLimits

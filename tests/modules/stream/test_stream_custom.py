@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from stream_harness import Recorder, StreamHarness, frame_of, join, watch
+from stream_harness import StreamHarness, frame_of, join
 
+from module_helpers import Recorder, watch
 from pyiii import III, InitOptions, register_worker
 from pyiii.errors import InvocationError
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from stream_harness import REDIS_URL, EngineProcess, StreamHarness, engine_config, frame_of, join
+from stream_harness import EngineProcess, StreamHarness, engine_config, frame_of, join
 
 from helpers import RawWorker
+from module_helpers import REDIS_URL
 from pyiii.modules.state.errors import StateStartupError
 from pyiii.modules.stream.redis_bus import RedisBus
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from stream_harness import Recorder, StreamHarness, frame_of, join, leave, watch
+from stream_harness import StreamHarness, frame_of, join, leave
 
 from helpers import RawWorker
+from module_helpers import Recorder, watch
 from pyiii import III, InitOptions, register_worker
 
 
