@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pyiii._listen import listen
 from pyiii.config import Settings, WorkerManagerSettings
 from pyiii.engine.channels import ChannelRegistry
 from pyiii.engine.core import Engine, EngineSettings
@@ -62,7 +63,7 @@ class EngineServer:
     settings: Settings
     engine: Engine = field(init=False)
     channels: ChannelRegistry = field(default_factory=ChannelRegistry)
-    runners: list[web.AppRunner] = field(default_factory=list)
+    runners: list[web.BaseRunner] = field(default_factory=list)
     #: Bound (host, port) of each worker-manager listener, in config order.
     worker_addresses: list[tuple[str, int]] = field(default_factory=list)
 
@@ -118,20 +119,15 @@ class EngineServer:
         app = worker_manager_app(self.engine, auth, make_channel_handler(self.channels))
         # §2.1 rule 3: aiohttp's keep-alive timer starts with the connection and closes it while no
         # request has arrived complete, so it is the handshake timeout (upgraded sockets are exempt).
-        runner = web.AppRunner(
+        runner, port = await listen(
             app,
-            handle_signals=False,
+            wm.host,
+            wm.port,
             access_log=None,
             shutdown_timeout=0.1,
             keepalive_timeout=wm.handshake_timeout_ms / 1000,
         )
-        await runner.setup()
-        site = web.TCPSite(runner, wm.host, wm.port)
-        await site.start()
         self.runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else wm.port
         self.worker_addresses.append((wm.host, port))
         log.info("Engine listening on address: %s:%s", wm.host, port)  # the open-listener warning is config's
 

@@ -18,6 +18,7 @@ from typing import Final
 
 from aiohttp import web
 
+from pyiii._listen import listen
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import ChannelRegistry
 from pyiii.engine.modules import Module, ModuleHost
@@ -70,7 +71,7 @@ class HttpModule(Module):
         self.channels = channels if channels is not None else ChannelRegistry()
         self.router = Router()
         self.address: tuple[str, int] | None = None
-        self._runner: web.ServerRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -82,17 +83,8 @@ class HttpModule(Module):
         app = HttpServer(host.engine, self.router, self.channels, self.settings)
         # Handler cancellation: a client that goes away ends its request, and its channels (§8.5 rule 3).
         server = Listener(app, handler_cancellation=True, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        sockets = getattr(site._server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        settings = self.settings
+        self._runner, port = await listen(server, settings.host, settings.port, shutdown_timeout=1.0)
         self.address = (self.settings.host, port)
         log.info("API listening on address: %s:%s", self.settings.host, port)
 

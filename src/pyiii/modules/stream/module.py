@@ -35,6 +35,7 @@ from typing import Any, Final
 from aiohttp import web
 from msgspec import UNSET
 
+from pyiii._listen import listen
 from pyiii.config import StreamSettings
 from pyiii.engine.invocations import CallContext
 from pyiii.engine.modules import Module, ModuleHost
@@ -116,7 +117,7 @@ class StreamModule(Module):
         self.port: int | None = None
         self.host = self.settings.host
         self._engine: Any = None
-        self._runner: web.ServerRunner | None = None
+        self._runner: web.BaseRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,17 +156,9 @@ class StreamModule(Module):
         assert self.server is not None
         # No handler cancellation: a client that goes away ends its read loop, and teardown runs there.
         listener = web.Server(self.server.handle, access_log=None)
-        runner = web.ServerRunner(listener, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        self._runner, self.port = await listen(
+            listener, self.settings.host, self.settings.port, shutdown_timeout=1.0
+        )
         log.info("Stream API listening on address: %s:%s", self.settings.host, self.port)
 
     async def stop(self) -> None:
