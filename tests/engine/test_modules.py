@@ -96,6 +96,23 @@ async def test_module_calls_a_worker_function(seam: Any) -> None:
     iii.shutdown()
 
 
+async def test_module_function_that_never_suspends_answers_within_the_call(seam: Any) -> None:
+    """A built-in that finishes without suspending runs eagerly: its result is in before the worker's
+    call returns control to the loop (no task per call); one that suspends is still answered."""
+    engine, _ = seam
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    iii.register_function("w::double", lambda data: data * 2)
+    future = iii._start_call({"function_id": "ticker::hello", "payload": {"name": "eager"}})
+    assert future is not None and future.done()
+    assert future.result()["hello"] == "eager"
+    suspending = iii._start_call(
+        {"function_id": "ticker::ask", "payload": {"function_id": "w::double", "payload": 4}}
+    )
+    assert suspending is not None and not suspending.done()
+    assert await suspending == 8
+    iii.shutdown()
+
+
 async def test_module_function_id_is_reserved(seam: Any) -> None:
     """A worker cannot take over a module's function id (§5.1 rule 4): the module keeps serving it."""
     engine, _ = seam

@@ -25,6 +25,7 @@ from typing import Any
 from msgspec import UNSET, Raw
 
 from pyiii._deadlines import Deadlines
+from pyiii._eager import Resume, start_eagerly
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
@@ -108,6 +109,11 @@ class EnqueueRequest:
 
 
 EngineEventListener = Callable[[str, dict[str, Any]], None]
+
+
+async def _finish(rest: Resume) -> None:
+    """The remainder of a built-in call started eagerly (see ``Engine._dispatch``)."""
+    await rest
 
 
 def _opt_str(value: Any) -> str | None:
@@ -769,7 +775,12 @@ class Engine:
                 traceparent,
                 baggage,
             )
-            self.spawn(self._run_builtin(entry.builtin, data, ctx, caller_inv_id, future))
+            # Run eagerly up to its first suspension: most built-ins (stream::send, engine::log::*)
+            # finish without one, and a task per call was a measurable share of the engine's time
+            # (bench/RESULTS.md, todo_e2e). Only what remains after a suspension becomes a task.
+            rest = start_eagerly(self._run_builtin(entry.builtin, data, ctx, caller_inv_id, future))
+            if rest is not None:
+                self.spawn(_finish(rest))
             return
         target = entry.pick_owner()
         if target is None:
