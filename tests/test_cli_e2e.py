@@ -404,13 +404,14 @@ async def test_trigger_sends_iii_token(token_engine: tuple[str, list[Any]], tmp_
 async def test_trigger_without_valid_token_fails(
     token: str | None, token_engine: tuple[str, list[Any]], tmp_path: Path
 ) -> None:
-    """Without $III_TOKEN (or with a wrong one) the engine refuses the CLI: one stderr line, exit 1,
-    and the function never runs."""
+    """Without $III_TOKEN (or with a wrong one) the engine refuses the CLI: one stderr line naming the
+    engine's AUTH_ERROR (not a timeout), exit 1, and the function never runs."""
     url, calls = token_engine
     env = {} if token is None else {"III_TOKEN": token}
     ran = await run_cli("trigger", "test::echo", "--url", url, "--timeout-ms", "3000", cwd=tmp_path, env=env)
     assert (ran.code, ran.out) == (1, ""), ran
     assert ran.err.count("\n") == 1 and url in ran.err, ran.err
+    assert "AUTH_ERROR: missing or invalid bearer token" in ran.err, ran.err
     assert ran.elapsed_s < 3.0 + 3.0 * TIME_FACTOR
     assert calls == []
 

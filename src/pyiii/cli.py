@@ -376,6 +376,8 @@ class _Call:
         except InvocationError as exc:
             if exc.code == "TIMEOUT":  # the SDK's client-side timeout (protocol.md §10.5 rule 5)
                 return self.fail(self.timeout_message(connected=_is_connected(client)))
+            if exc.code == "AUTH_ERROR":  # the engine refused the connection: a connection failure
+                return self.fail(f"Could not connect to the engine at {self.url}: AUTH_ERROR: {exc.message}")
             return self.fail("Error: " + json.dumps(_error_body(exc), indent=2, ensure_ascii=False))
         finally:
             _shutdown_quietly(client)

@@ -78,6 +78,9 @@ if TYPE_CHECKING:
     from pyiii.engine.core import Engine
     from pyiii.sdk.remote import BackgroundLoop
 
+#: The engine's error code for a refused connection (protocol.md §2.2 rule 4).
+AUTH_ERROR = "AUTH_ERROR"
+
 __all__ = ["DEFAULT_ADDRESS", "III", "register_worker", "set_default_engine"]
 
 log = logging.getLogger("pyiii.sdk")
@@ -212,6 +215,8 @@ class III:
         self._ready = threading.Event()
         self._closed = False
         self._fatal: InvocationError | None = None
+        #: The engine's AUTH_ERROR on the last connection, until a connection is accepted.
+        self._auth_failure: InvocationError | None = None
         self._gen = 0
         self._worker_id: str | None = None
         self._reattach_token: str | None = None
@@ -675,6 +680,8 @@ class III:
             raise _copy_error(self._fatal, None)
         if self._closed:
             raise InvocationError(codes.SHUTDOWN, "iii is shut down", function_id)
+        if self._auth_failure is not None and self._state != "connected":
+            raise _copy_error(self._auth_failure, None)
         if payload.__class__ not in _PLAIN_TYPES:
             payload = jsonable(payload)
         message = InvokeFunction(function_id=function_id, data=payload)
@@ -1045,6 +1052,7 @@ class III:
     # ------------------------------------------------------------------ connection-level messages
 
     def _on_worker_registered(self, message: WorkerRegistered) -> None:
+        self._auth_failure = None
         self._worker_id = message.worker_id
         self._reattach_token = message.reattach_token
         self._ready.set()
@@ -1068,7 +1076,17 @@ class III:
         self._spawn(self._transport.close())
 
     def _on_engine_error(self, message: ErrorMessage) -> None:
-        log.warning("engine error: %s: %s", message.error.code, message.error.message)
+        code, text = message.error.code, message.error.message
+        log.warning("engine error: %s: %s", code, text)
+        if code == AUTH_ERROR:
+            # protocol.md §2.2 rule 4: the engine closes the socket next, and every reconnect fails the
+            # same way until the token changes. The SDK keeps reconnecting (as the official ones do),
+            # but calls fail with the engine's reason instead of waiting out their timeouts, until a
+            # connection is accepted; register_worker() stops waiting for one.
+            error = InvocationError(code, text)
+            self._auth_failure = error
+            self._fail_everything(error)
+            self._ready.set()
 
     # ================================================================== shutdown
 
