@@ -17,16 +17,15 @@ import logging
 import os
 import threading
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
 
-from pyiii._eager import start_eagerly
 from pyiii.protocol.codec import Ignored, decode_engine_frame, encode
 from pyiii.protocol.messages import WorkerMessage
+from pyiii.protocol.wsframes import FrameBatch
 from pyiii.sdk.backoff import backoff_delays
 from pyiii.sdk.transport import PayloadTooLarge, Transport, TransportEvents
 from pyiii.sdk.types import ReconnectionConfig
@@ -96,65 +95,49 @@ def upgrade_headers(headers: dict[str, str] | None) -> dict[str, str]:
 
 
 class _Connection:
-    """One open socket: its outbound buffer and its single writer task.
+    """One open socket: its outbound frames, batched into one socket write per loop iteration.
 
-    :meth:`write` puts a frame on the socket at once when nothing is queued or being written (waking
-    the writer task would cost one more loop iteration per frame). aiohttp writes an uncompressed
-    frame synchronously and only suspends to wait for a drain or a compressed frame; such a write
-    becomes ``writing``, and the writer task finishes it and then the frames queued behind it, in order.
+    Frames are masked and framed here (:class:`~pyiii.protocol.wsframes.FrameBatch`) instead of by
+    aiohttp, which writes every message to the socket at once; pings, pongs and the close frame still
+    go through aiohttp.
     """
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.ws = ws
-        self.buffer: deque[bytes] = deque()
-        self.writing: Awaitable[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.writer: asyncio.Task[None] | None = None
+        # aiohttp keeps the socket's transport on its frame writer; without it (another aiohttp
+        # version) every frame goes through aiohttp's own send_frame.
+        transport = getattr(getattr(ws, "_writer", None), "transport", None)
+        self.frames = FrameBatch(transport, loop, mask=True) if transport is not None else None
         self.keepalive: asyncio.Task[None] | None = None
         #: Resolved by the read loop when the pong of the keepalive's ping arrives.
         self.pong: asyncio.Future[None] | None = None
         #: Set when the keepalive gave up on the socket (its close is already under way).
         self.dead = False
+        self._fallback: asyncio.Task[None] | None = None
 
     def write(self, data: bytes) -> None:
-        if self.buffer or self.writing is not None:
-            self.buffer.append(data)
-            self._wake()
+        frames = self.frames
+        if frames is not None:
+            frames.write(data)  # False: the socket is closing; the read loop reports it
             return
-        try:
-            self.writing = start_eagerly(self.ws.send_frame(data, WSMsgType.TEXT))
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            log.debug("write failed: %s", exc)  # the socket died under us; the read loop reports it
-            return
-        if self.writing is not None:
-            self._wake()
+        self._write_fallback(data)
 
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+    def flush(self) -> None:
+        if self.frames is not None:
+            self.frames.flush()
 
-    async def write_loop(self) -> None:
-        ws, buffer = self.ws, self.buffer
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                writing = self.writing
-                if writing is None:
-                    if not buffer:
-                        self.waiter = loop.create_future()
-                        await self.waiter
-                        continue
-                    writing = self.writing = ws.send_frame(buffer.popleft(), WSMsgType.TEXT)
-                try:
-                    await writing
-                finally:
-                    self.writing = None
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            # The socket died under us; the read loop notices and reports it.
-            log.debug("writer stopped: %s", exc)
+    def _write_fallback(self, data: bytes) -> None:
+        previous = self._fallback
+
+        async def write() -> None:
+            if previous is not None:
+                await previous  # keep the order
+            try:
+                await self.ws.send_frame(data, WSMsgType.TEXT)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+                log.debug("write failed: %s", exc)  # the read loop reports the dead socket
+
+        self._fallback = asyncio.ensure_future(write())
 
 
 class RemoteTransport(Transport):
@@ -203,6 +186,7 @@ class RemoteTransport(Transport):
         self._closing = True
         conn = self._conn
         if conn is not None:
+            conn.flush()  # what was sent goes out before the close frame
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=aiohttp.WSCloseCode.OK)
         task = self._task
@@ -274,9 +258,8 @@ class RemoteTransport(Transport):
         """Run one connection until it closes; the client replays from ``connection_opened``."""
         events = self._events
         assert events is not None
-        conn = _Connection(ws)
         loop = asyncio.get_running_loop()
-        conn.writer = loop.create_task(conn.write_loop())
+        conn = _Connection(ws, loop)
         conn.keepalive = loop.create_task(self._keepalive(conn))
         self._conn = conn
         self.connected = True
@@ -287,9 +270,9 @@ class RemoteTransport(Transport):
         finally:
             self.connected = False
             self._conn = None
-            conn.writer.cancel()
             conn.keepalive.cancel()
             if not ws.closed and not conn.dead:
+                conn.flush()
                 with contextlib.suppress(Exception):
                     await ws.close()
             log.info("disconnected from %s (close code %s)", self._url, ws.close_code)

@@ -2,7 +2,8 @@
 
 Each accepted socket becomes a :class:`RemotePeer`. Its read loop decodes frames in arrival order and
 hands them to the engine (spec/protocol.md §3.1 rule 6); every outbound frame goes through
-:meth:`RemotePeer.send`, a queue drained by one writer task (STYLE habit 2).
+:meth:`RemotePeer.send`, which batches the frames of one loop iteration into one socket write
+(:class:`~pyiii.protocol.wsframes.FrameBatch`).
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ import asyncio
 import hmac
 import logging
 import os
-from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from pyiii._eager import start_eagerly
 from pyiii.engine.peer import MAX_MESSAGE_BYTES, FrameTooLarge, Peer
 from pyiii.engine.rbac import Authorizer, AuthRefused
 from pyiii.protocol.codec import decode_worker_frame, encode
 from pyiii.protocol.messages import TELEMETRY_PREFIXES, ErrorBody, ErrorMessage
+from pyiii.protocol.wsframes import FrameBatch
 
 if TYPE_CHECKING:
     from pyiii.engine.core import Engine
@@ -57,17 +56,18 @@ class RemotePeer(Peer):
 
     kind = "remote"
 
-    def __init__(self, ws: web.WebSocketResponse, ip_address: str | None) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, ip_address: str | None
+    ) -> None:
         super().__init__(ip_address=ip_address)
         self._ws = ws
-        self._queue: deque[bytes] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        #: The write in progress that suspended (a drain, a compressed frame), or None. While it is
-        #: set, frames queue behind it; only the writer task finishes it.
-        self._writing: Awaitable[None] | None = None
+        loop = asyncio.get_running_loop()
+        #: Data frames go out in one write per loop iteration (pyiii/protocol/wsframes.py); control
+        #: frames (ping, pong, close) through aiohttp.
+        self._frames = FrameBatch(transport, loop, mask=False)
         self._closing = False
         self._pong_waiters: list[asyncio.Future[None]] = []
-        self.last_pong = asyncio.get_running_loop().time()
+        self.last_pong = loop.time()
 
     # the one write path
     def send(self, message: Any) -> None:
@@ -76,57 +76,17 @@ class RemotePeer(Peer):
         data = encode(message)
         if len(data) > self.send_limit:
             raise FrameTooLarge(len(data), self.send_limit)
-        if self._queue or self._writing is not None:
-            self._queue.append(data)  # behind frames still waiting: order is kept
-            self._wake_writer()
-            return
-        # Nothing waiting: write now instead of waking the writer task, which would cost one more loop
-        # iteration per frame. aiohttp writes an uncompressed frame synchronously; it only suspends
-        # to wait for a drain (backpressure) or a compressed frame: the writer task finishes those.
-        try:
-            self._writing = start_eagerly(self._ws.send_frame(data, WSMsgType.TEXT))
-        except (ConnectionError, RuntimeError):
+        if not self._frames.write(data):
             self._closing = True  # the socket is gone; the read loop runs the cleanup
-            return
-        if self._writing is not None:
-            self._wake_writer()
 
-    def _wake_writer(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def writer(self) -> None:
-        """Finishes a suspended write, then drains the queue in order; idle otherwise."""
-        ws = self._ws
-        queue = self._queue
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                writing = self._writing
-                if writing is None:
-                    if not queue:
-                        self._waiter = loop.create_future()
-                        await self._waiter
-                        continue
-                    writing = self._writing = ws.send_frame(queue.popleft(), WSMsgType.TEXT)
-                try:
-                    await writing
-                finally:
-                    self._writing = None
-        except (ConnectionError, RuntimeError):
-            self._closing = True  # the socket is gone; the read loop runs the cleanup
+    def flush(self) -> None:
+        """Put the frames sent so far on the socket now (before a close frame)."""
+        self._frames.flush()
 
     async def close(self, code: int, reason: str = "") -> None:
         if self._closing:
             return
-        # Let queued frames (e.g. results) go out before the close frame.
-        for _ in range(100):
-            if not self._queue and self._writing is None:
-                break
-            await asyncio.sleep(0.001)
+        self._frames.flush()  # queued frames (e.g. results) go out before the close frame
         self._closing = True
         await self._ws.close(code=code, message=reason.encode()[:120])
 
@@ -161,6 +121,7 @@ class RemotePeer(Peer):
             if loop.time() - self.last_pong > 2 * interval_s:
                 log.info("worker %s missed its pongs; closing", self.display_name)
                 self._closing = True
+                self._frames.flush()
                 await ws.close(code=CLOSE_SERVICE_RESTART, message=b"ping timeout")
                 return
             try:
@@ -234,10 +195,12 @@ def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
         if refusal is not None:
             await _refuse(ws, refusal)
             return ws
-        peer = RemotePeer(ws, _peer_ip(request))
+        transport = request.transport
+        if transport is None:  # the client left during the handshake
+            return ws
+        peer = RemotePeer(ws, transport, _peer_ip(request))
         peer.authorizer = authorizer
         peer.send(engine.attach(peer))
-        writer = asyncio.create_task(peer.writer())
         pinger = asyncio.create_task(peer.keepalive(_ping_interval_s()))
         loop = asyncio.get_running_loop()
         try:
@@ -246,8 +209,8 @@ def make_worker_handler(engine: Engine, auth: ListenerAuth) -> Any:
             engine.detach(peer)
             peer._closing = True
             pinger.cancel()
-            writer.cancel()
             if not ws.closed:
+                peer.flush()
                 await ws.close(code=CLOSE_SERVICE_RESTART)
         return ws
 

@@ -9,18 +9,19 @@ tested byte for byte.
   event (S5): values arrive as canonical JSON bytes (``state/values.py``: compact, UTF-8, keys in
   byte order) and are spliced in without being decoded again. The wrapper keys are written in the
   order §3.6 gives, which no dict encoder with sorted keys would produce.
-* :func:`ws_text_frame` wraps a payload in an unmasked WebSocket text frame header (RFC 6455 §5.2).
-  A server frame is the same bytes for every client, so the fan-out builds it once and writes the
-  same object to every matching socket.
+* :func:`ws_text_frame` (``pyiii.protocol.wsframes``) wraps a payload in an unmasked WebSocket text
+  frame header (RFC 6455 §5.2). A server frame is the same bytes for every client, so the fan-out
+  builds it once and writes the same object to every matching socket.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+
+from pyiii.protocol.wsframes import ws_close_frame, ws_text_frame
 
 _encode_str = msgspec.json.encode
 _decode = msgspec.json.Decoder().decode
@@ -171,30 +172,9 @@ UNAUTHORIZED_EVENT: Final = b'{"type":"unauthorized"}'
 
 
 # ------------------------------------------------------------------------------------- WebSocket framing
-
-_LEN1 = struct.Struct("!BB").pack
-_LEN2 = struct.Struct("!BBH").pack
-_LEN3 = struct.Struct("!BBQ").pack
-_FIN_TEXT: Final = 0x81
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """``payload`` as one unmasked, final WebSocket text frame (server to client, RFC 6455 §5.2)."""
-    size = len(payload)
-    if size < 126:
-        return _LEN1(_FIN_TEXT, size) + payload
-    if size < 65536:
-        return _LEN2(_FIN_TEXT, 126, size) + payload
-    return _LEN3(_FIN_TEXT, 127, size) + payload
-
+# (shared with the worker socket: pyiii/protocol/wsframes.py)
 
 PONG_WIRE: Final = ws_text_frame(PONG)
-
-
-def ws_close_frame(code: int, reason: bytes = b"") -> bytes:
-    """An unmasked Close frame with ``code`` and ``reason`` (RFC 6455 §5.5.1; reason under 124 bytes)."""
-    body = struct.pack("!H", code) + reason[:123]
-    return _LEN1(0x88, len(body)) + body
 
 
 __all__ = [
