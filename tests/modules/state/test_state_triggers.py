@@ -370,6 +370,29 @@ async def test_per_key_order(state: StateHarness, worker: III) -> None:
     assert overlaps == 0
 
 
+async def test_chain_of_writing_handlers(state: StateHarness, worker: III) -> None:
+    """A handler that writes the next key on every event: a chain of 300 writes, each one's delivery
+    started by the write before it (deliveries start eagerly, up to a bounded depth, then as tasks),
+    reaches every key once and in order, and the engine keeps serving."""
+
+    async def next_link(event: Any) -> None:
+        n = event["new_value"]
+        if n < 300:
+            await worker.trigger_async(
+                {
+                    "function_id": "state::set",
+                    "payload": {"scope": "chain", "key": f"k{n + 1}", "value": n + 1},
+                }
+            )
+
+    recorder, _ = watch(worker, {"scope": "chain"}, Recorder(next_link))
+    await state.set("chain", "k1", 1)
+    events = await recorder.wait(300)
+    await state.idle()
+    assert [(e["key"], e["new_value"]) for e in events] == [(f"k{n}", n) for n in range(1, 301)]
+    assert await state.get("chain", "k300") == 300
+
+
 async def test_per_key_order_with_concurrent_writes(state: StateHarness, worker: III) -> None:
     """§7.5 rule 1: with concurrent writers, each key's events arrive in commit order (old = previous new)."""
     recorder, _ = watch(worker, {})

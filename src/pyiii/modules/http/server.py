@@ -125,8 +125,8 @@ class _Request:
     """Per-request resources, released by the outermost layer whatever the outcome."""
 
     middleware_pending: bool = False
-    #: The §11.1 settle window was used.
-    settled: bool = False
+    #: When the §11.1 settle window ends (loop time), once it started.
+    settle_until: float | None = None
     #: The deadline (§13.1) cancelled the request's task.
     expired: bool = False
     channel_ids: list[str] = field(default_factory=list)
@@ -430,15 +430,19 @@ class HttpServer:
                 if closed:  # rule 3
                     return resp.Reply(head.status, head.header_lines())
                 if not (item_seen or channel.writer_attached):
-                    if state.settled:  # §11.1: nobody attached within the window
+                    # §11.1: nobody attached within the window. Only the window's end decides: a
+                    # result that was already there when the loop began also wakes it once.
+                    if state.settle_until is None:
+                        state.settle_until = loop.time() + SETTLE_S
+                    elif loop.time() >= state.settle_until:
                         return resp.Reply(204)
-                    state.settled = settle = True
+                    settle = True
                 # rule 6: otherwise wait for the first binary chunk or the close
             elif closed:  # rule 3: closed before any binary chunk; a later result is ignored
                 return resp.Reply(head.status, head.header_lines())
             wake: asyncio.Future[None] = loop.create_future()
             channel.waiter = current[0] = wake
-            timer = loop.call_later(SETTLE_S, _wake, wake) if settle else None
+            timer = loop.call_at(state.settle_until, _wake, wake) if settle and state.settle_until else None
             try:
                 await wake
             finally:
