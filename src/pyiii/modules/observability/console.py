@@ -33,16 +33,27 @@ def format_console_line(record: LogRecord, fmt: str = "default") -> str:
     if fmt == "json":
         return _json(record)
     ts_ns = record["timestamp_unix_nano"] or record["observed_timestamp_unix_nano"] or time.time_ns()
-    try:
-        when = datetime.fromtimestamp(ts_ns / 1e9)
-    except (OverflowError, OSError, ValueError):  # a timestamp beyond what the platform can show
-        when = datetime.now()
-    stamp = f"{when:%H:%M:%S}.{when.microsecond // 1000:03d}"
-    parts = [f"[{stamp}]", f"[{level_of(record)}]", record["service_name"], record["body"]]
+    parts = [_stamp(ts_ns), f"[{level_of(record)}]", record["service_name"], record["body"]]
     attributes = {k: v for k, v in record["attributes"].items() if k != "service.name"}
     if attributes:
         parts.append(_json(attributes))
     return " ".join(parts)
+
+
+#: The ``[HH:MM:SS`` of the last whole second formatted (lines come in bursts within one second).
+_last_second: list[Any] = [None, ""]
+
+
+def _stamp(ts_ns: int) -> str:
+    """``[HH:MM:SS.mmm]`` in local time."""
+    second, rest_ns = divmod(ts_ns, 1_000_000_000)
+    if second != _last_second[0]:
+        try:
+            when = datetime.fromtimestamp(second)
+        except (OverflowError, OSError, ValueError):  # a timestamp beyond what the platform can show
+            when = datetime.now()
+        _last_second[:] = [second, f"[{when:%H:%M:%S}"]
+    return f"{_last_second[1]}.{rest_ns // 1_000_000:03d}]"
 
 
 def _json(value: Any) -> str:
