@@ -212,3 +212,29 @@ async def test_channels_stream_between_workers(engine: Engine, connect: Callable
         "head": "00010203",
         "texts": ['{"type":"set_status","status_code":201}'],
     }
+
+
+async def test_frames_without_batching_keep_their_order(
+    engine: Engine, connect: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no socket transport to batch on (another aiohttp version), frames go through aiohttp's
+    send_frame one by one and still arrive complete and in order."""
+    import pyiii.sdk.remote as remote
+
+    monkeypatch.setattr(remote, "_socket_transport", lambda ws: None)
+    seen: list[int] = []
+
+    async def record(data: Any) -> Any:
+        seen.append(data["n"])
+        return data["n"]
+
+    callee = await connect("fallback-callee")
+    callee.register_function("fb::record", record)
+    await registered(engine, "fb::record")
+    caller = await connect("fallback-caller")
+    for n in range(100):
+        caller.trigger({"function_id": "fb::record", "payload": {"n": n}, "action": TriggerAction.Void()})
+    assert (
+        await asyncio.to_thread(caller.trigger, {"function_id": "fb::record", "payload": {"n": 100}}) == 100
+    )
+    assert seen == list(range(101))

@@ -94,6 +94,12 @@ def upgrade_headers(headers: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _socket_transport(ws: aiohttp.ClientWebSocketResponse[Any]) -> Any:
+    """The socket's transport, which aiohttp keeps on its frame writer; None on an aiohttp version
+    that does not, and then every frame goes through aiohttp's own ``send_frame``."""
+    return getattr(getattr(ws, "_writer", None), "transport", None)
+
+
 class _Connection:
     """One open socket: its outbound frames, batched into one socket write per loop iteration.
 
@@ -104,9 +110,7 @@ class _Connection:
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.ws = ws
-        # aiohttp keeps the socket's transport on its frame writer; without it (another aiohttp
-        # version) every frame goes through aiohttp's own send_frame.
-        transport = getattr(getattr(ws, "_writer", None), "transport", None)
+        transport = _socket_transport(ws)
         self.frames = FrameBatch(transport, loop, mask=True) if transport is not None else None
         self.keepalive: asyncio.Task[None] | None = None
         #: Resolved by the read loop when the pong of the keepalive's ping arrives.
