@@ -42,6 +42,26 @@ async def test_unattached_channels_expire_and_attached_ones_stay(monkeypatch: py
     assert busy in registry.channels
 
 
+async def test_channels_their_opener_removes_stay_out_of_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``expires=False`` (an HTTP request's channels, removed when the request ends): no sweep entry
+    and no timer, so a busy server does not hold two entries per request for the TTL; such a channel
+    stays until removed, even when unattached past the TTL."""
+    monkeypatch.setattr(ch, "UNATTACHED_TTL_S", 0.05)
+    registry = ChannelRegistry()
+    loop = asyncio.get_running_loop()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    kept = [registry.open(engine_end="read", expires=False) for _ in range(1000)]
+    assert len(loop._scheduled) == before  # type: ignore[attr-defined]
+    assert len(registry._expiry) == 0
+    swept = registry.open()  # an ordinary channel still expires
+    await asyncio.sleep(0.3)  # the behaviour under test is a timeout: wait past it (TTL 0.05 s)
+    assert swept.id not in registry.channels
+    assert all(channel.id in registry.channels for channel in kept)
+    for channel in kept:
+        registry.remove(channel.id)
+    assert registry.channels == {}
+
+
 async def test_engine_end_has_no_key() -> None:
     """A channel opened with ``engine_end`` has no access key for that end: no socket can attach to it."""
     registry = ChannelRegistry()

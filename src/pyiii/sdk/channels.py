@@ -65,12 +65,19 @@ def _auth_headers() -> dict[str, str]:
 
 
 class _ChannelSocket:
-    """One lazily opened channel WebSocket (its own session, on the loop of first use)."""
+    """One lazily opened channel WebSocket (its own session, on the loop of first use). Its URL is
+    built on first use too: most HTTP handlers never touch their request's two channels."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, base_url: str, ref: StreamChannelRef, direction: str) -> None:
+        self._base_url = base_url
+        self._ref = ref
+        self._direction = direction
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    @property
+    def url(self) -> str:
+        return channel_url(self._base_url, self._ref, self._direction)
 
     async def open(self) -> aiohttp.ClientWebSocketResponse:
         if self._ws is None:
@@ -99,7 +106,7 @@ class ChannelWriter:
 
     def __init__(self, base_url: str, ref: StreamChannelRef) -> None:
         self.ref = ref
-        self._socket = _ChannelSocket(channel_url(base_url, ref, "write"))
+        self._socket = _ChannelSocket(base_url, ref, "write")
 
     async def write(self, data: bytes) -> None:
         """Send binary data (split into frames of at most 64 KiB)."""
@@ -132,7 +139,7 @@ class ChannelReader:
 
     def __init__(self, base_url: str, ref: StreamChannelRef) -> None:
         self.ref = ref
-        self._socket = _ChannelSocket(channel_url(base_url, ref, "read"))
+        self._socket = _ChannelSocket(base_url, ref, "read")
         self._callbacks: list[Callable[[str], Any]] = []
 
     def on_message(self, callback: Callable[[str], Any]) -> None:

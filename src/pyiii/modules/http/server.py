@@ -353,8 +353,9 @@ class HttpServer:
         """§8.5: ``request_body`` (engine writes) and ``response`` (engine reads); the worker's ends.
         Their queues exist only once used (a JSON request whose handler ignores both costs none)."""
         registry = self.channels
-        body_channel = registry.open(CHANNEL_BUFFER, engine_end="write")
-        response_channel = registry.open(CHANNEL_BUFFER, engine_end="read")
+        # Removed when the request ends (_release), so outside the unattached-channel sweep.
+        body_channel = registry.open(CHANNEL_BUFFER, engine_end="write", expires=False)
+        response_channel = registry.open(CHANNEL_BUFFER, engine_end="read", expires=False)
         body_channel.writer_attached = True  # the engine is the writer
         response_channel.reader_attached = True  # the engine is the reader
         state.channel_ids += (body_channel.id, response_channel.id)
