@@ -48,20 +48,27 @@ iii.registerFunction('todos::toggle', async (req) => {
   if (!id) return reply(400, { error: 'id is required' })
   const todo = await state('get', { scope: 'todos', key: id })
   if (!todo) return reply(404, { error: `todo ${id} not found` })
-  const result = await state('update', {
-    scope: 'todos',
-    key: id,
-    ops: [
-      { type: 'set', path: 'completed', value: !todo.completed },
-      { type: 'set', path: 'updated_at', value: new Date().toISOString() },
-    ],
-  })
-  if (result.old_value == null) {
-    // Deleted between the get and the update, which then created it again: undo that.
-    await state('delete', { scope: 'todos', key: id })
-    return reply(404, { error: `todo ${id} not found` })
+  let seen = Boolean(todo.completed)
+  for (;;) {
+    const result = await state('update', {
+      scope: 'todos',
+      key: id,
+      ops: [
+        { type: 'set', path: 'completed', value: !seen },
+        { type: 'set', path: 'updated_at', value: new Date().toISOString() },
+      ],
+    })
+    const old = result.old_value
+    if (old == null) {
+      // Deleted between the get and the update, which then created it again: undo that.
+      await state('delete', { scope: 'todos', key: id })
+      return reply(404, { error: `todo ${id} not found` })
+    }
+    if (Boolean(old.completed) === seen) return reply(200, result.new_value)
+    // Another toggle landed between our read and our write, so ours flipped nothing: the update
+    // returns the value it replaced, so flip again from that (every toggle counts exactly once).
+    seen = !seen
   }
-  return reply(200, result.new_value)
 })
 
 iii.registerFunction('todos::delete', async (req) => {

@@ -7,7 +7,7 @@
 Routes (HTTP on 3111), each a function that reads or writes the state scope `todos`:
   POST /todos {title}   todos::create   state::set; 201 with the todo, 400 without a title
   GET  /todos           todos::list     state::list
-  POST /todos/toggle    todos::toggle   state::update (set ops); 404 for an unknown id
+  POST /todos/toggle    todos::toggle   state::update (set ops; again if a concurrent toggle won); 404
   POST /todos/delete    todos::delete   state::delete; 404 for an unknown id
   GET  /todos/metrics   todos::metrics  {total, completed} from state todo-metrics/global
   GET  /                the page (index.html), live from ws://<host>:3112/stream/todos-live/all
@@ -81,16 +81,23 @@ async def toggle_todo(req: dict[str, Any]) -> dict[str, Any]:
     todo = await state("get", scope="todos", key=todo_id)
     if todo is None:
         return reply(404, {"error": f"todo {todo_id} not found"})
-    ops = [
-        {"type": "set", "path": "completed", "value": not todo.get("completed")},
-        {"type": "set", "path": "updated_at", "value": now()},
-    ]
-    result = await state("update", scope="todos", key=todo_id, ops=ops)
-    if result["old_value"] is None:
-        # Deleted between the get and the update, which then created it again: undo that.
-        await state("delete", scope="todos", key=todo_id)
-        return reply(404, {"error": f"todo {todo_id} not found"})
-    return reply(200, result["new_value"])
+    seen = bool(todo.get("completed"))
+    while True:
+        ops = [
+            {"type": "set", "path": "completed", "value": not seen},
+            {"type": "set", "path": "updated_at", "value": now()},
+        ]
+        result = await state("update", scope="todos", key=todo_id, ops=ops)
+        old = result["old_value"]
+        if old is None:
+            # Deleted between the get and the update, which then created it again: undo that.
+            await state("delete", scope="todos", key=todo_id)
+            return reply(404, {"error": f"todo {todo_id} not found"})
+        if bool(old.get("completed")) == seen:
+            return reply(200, result["new_value"])
+        # Another toggle landed between our read and our write, so ours flipped nothing: the update
+        # returns the value it replaced, so flip again from that (every toggle counts exactly once).
+        seen = not seen
 
 
 async def delete_todo(req: dict[str, Any]) -> dict[str, Any]:
