@@ -185,3 +185,62 @@ async def test_module_stopped_with_the_engine() -> None:
     await engine.start()
     await engine.stop()
     assert ticker.stopped
+
+
+class Stalled(Module):
+    """A module whose ``stalled::wait`` suspends until the test releases it."""
+
+    name = "stalled"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.finished = 0
+        self.both_finished = asyncio.Event()
+
+    async def start(self, host: ModuleHost) -> None:
+        async def wait(data: Any, ctx: CallContext) -> Any:
+            await self.release.wait()
+            self.finished += 1
+            if self.finished == 2:
+                self.both_finished.set()
+            return "late"
+
+        async def quick(data: Any, ctx: CallContext) -> Any:
+            await asyncio.sleep(0)
+            return "in time"
+
+        host.register_function("stalled::wait", wait)
+        host.register_function("stalled::quick", quick)
+
+
+async def test_built_in_call_is_under_invocation_timeout() -> None:
+    """§4.5 rule 1: a worker's call of a built-in that suspends longer than invocation_timeout_ms is
+    answered `invocation_timeout`; the built-in's late result is dropped; a call that finishes in time
+    leaves no deadline behind. (Engine-side callers of built-ins, such as HTTP routes and state
+    triggers, are bounded by their own deadlines.)"""
+    from pyiii.engine.core import EngineSettings
+
+    engine = Engine(EngineSettings(invocation_timeout_ms=100))
+    stalled = Stalled()
+    engine.add_module(stalled)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        with pytest.raises(InvocationError) as from_worker:
+            await iii.trigger_async({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 10_000})
+        assert from_worker.value.code == "invocation_timeout"
+        assert from_worker.value.message == "Invocation of stalled::wait timed out after 100 ms"
+        second = iii._start_call({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 10_000})
+        assert second is not None
+        with pytest.raises(InvocationError) as again:
+            await second
+        assert again.value.code == "invocation_timeout"
+
+        stalled.release.set()  # both late results arrive now and go nowhere
+        await asyncio.wait_for(stalled.both_finished.wait(), 5)
+        assert await iii.trigger_async({"function_id": "stalled::quick", "payload": {}}) == "in time"
+        assert len(engine._deadlines) == 0
+        assert iii._pending == {}
+    finally:
+        iii.shutdown()
+        await engine.stop()

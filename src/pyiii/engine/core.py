@@ -116,6 +116,27 @@ async def _finish(rest: Resume) -> None:
     await rest
 
 
+class _BuiltinCall:
+    """Who waits for a built-in call's answer, and whether it was given (the call's deadline may
+    answer ``invocation_timeout`` first; the built-in's late result is then dropped)."""
+
+    __slots__ = ("caller", "caller_inv_id", "function_id", "future", "settled", "slot")
+
+    def __init__(
+        self,
+        caller: Peer | None,
+        caller_inv_id: str | None,
+        future: asyncio.Future[Any] | None,
+        function_id: str,
+    ) -> None:
+        self.caller = caller
+        self.caller_inv_id = caller_inv_id
+        self.future = future
+        self.function_id = function_id
+        self.settled = False
+        self.slot: Any = None
+
+
 def _opt_str(value: Any) -> str | None:
     """An optional string field of either message family: UNSET and None both mean absent."""
     return value if isinstance(value, str) else None
@@ -778,8 +799,13 @@ class Engine:
             # Run eagerly up to its first suspension: most built-ins (stream::send, engine::log::*)
             # finish without one, and a task per call was a measurable share of the engine's time
             # (bench/RESULTS.md, todo_e2e). Only what remains after a suspension becomes a task.
-            rest = start_eagerly(self._run_builtin(entry.builtin, data, ctx, caller_inv_id, future))
+            # Someone waits for the answer: the call is under invocation_timeout_ms like any other
+            # (§4.5 rule 1), once it suspends. A Void call waits for nobody and needs no record.
+            waiting = _BuiltinCall(caller, caller_inv_id, future, fid) if caller_inv_id or future else None
+            rest = start_eagerly(self._run_builtin(entry.builtin, data, ctx, waiting))
             if rest is not None:
+                if waiting is not None:
+                    waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
                 self.spawn(_finish(rest))
             return
         target = entry.pick_owner()
@@ -814,29 +840,65 @@ class Engine:
             self._settle_error(pending, codes.PAYLOAD_TOO_LARGE, f"Invocation of {fid} not sent: {exc}")
 
     async def _run_builtin(
-        self,
-        handler: BuiltinHandler,
-        data: Any,
-        ctx: CallContext,
-        caller_inv_id: str | None,
-        future: asyncio.Future[Any] | None,
+        self, handler: BuiltinHandler, data: Any, ctx: CallContext, waiting: _BuiltinCall | None
     ) -> None:
         try:
             result = await handler(to_python(data), ctx)
         except InvocationError as exc:
-            self._fail(
-                ctx.caller, caller_inv_id, future, ctx.function_id, exc.code, exc.message, exc.stacktrace
-            )
+            if waiting is not None and self._settle_builtin(waiting):
+                self._fail(
+                    waiting.caller,
+                    waiting.caller_inv_id,
+                    waiting.future,
+                    ctx.function_id,
+                    exc.code,
+                    exc.message,
+                    exc.stacktrace,
+                )
             return
         except Exception as exc:
             log.exception("built-in function %s failed", ctx.function_id)
-            self._fail(ctx.caller, caller_inv_id, future, ctx.function_id, codes.INVOCATION_ERROR, str(exc))
+            if waiting is not None and self._settle_builtin(waiting):
+                self._fail(
+                    waiting.caller,
+                    waiting.caller_inv_id,
+                    waiting.future,
+                    ctx.function_id,
+                    codes.INVOCATION_ERROR,
+                    str(exc),
+                )
             return
+        if waiting is None or not self._settle_builtin(waiting):
+            return  # Void, or answered invocation_timeout already: a late result is dropped (§4.5)
+        future = waiting.future
         if future is not None:
             if not future.done():
                 future.set_result(None if result is UNSET else result)
-        elif ctx.caller is not None and caller_inv_id:
-            self._reply(ctx.caller, caller_inv_id, ctx.function_id, result)
+        elif waiting.caller is not None and waiting.caller_inv_id:
+            self._reply(waiting.caller, waiting.caller_inv_id, ctx.function_id, result)
+
+    def _settle_builtin(self, call: _BuiltinCall) -> bool:
+        """Mark a built-in call answered; False if it was answered already (its deadline passed)."""
+        if call.settled:
+            return False
+        call.settled = True
+        if call.slot is not None:
+            self._deadlines.remove(call.slot, call)
+        return True
+
+    def _expire_builtin(self, call: _BuiltinCall) -> None:
+        if call.settled:
+            return
+        call.settled = True
+        ms = self.settings.invocation_timeout_ms
+        self._fail(
+            call.caller,
+            call.caller_inv_id,
+            call.future,
+            call.function_id,
+            codes.INVOCATION_TIMEOUT,
+            f"Invocation of {call.function_id} timed out after {ms} ms",
+        )
 
     def _on_result(self, peer: Peer, msg: Any) -> None:
         pending = self.pending.pop(msg.invocation_id, None)
@@ -876,8 +938,11 @@ class Engine:
     def _track_deadline(self, pending: Pending) -> None:
         pending.slot = self._deadlines.add(pending.id, self._timeout_s, None)
 
-    def _on_deadline(self, tid: str, _value: None) -> None:
-        self._expire(tid)
+    def _on_deadline(self, key: Any, value: _BuiltinCall | None) -> None:
+        if value is None:
+            self._expire(key)  # a target leg, by id
+        else:
+            self._expire_builtin(value)
 
     def _expire(self, tid: str) -> None:
         pending = self.pending.pop(tid, None)
