@@ -844,29 +844,14 @@ class Engine:
     ) -> None:
         try:
             result = await handler(to_python(data), ctx)
-        except InvocationError as exc:
-            if waiting is not None and self._settle_builtin(waiting):
-                self._fail(
-                    waiting.caller,
-                    waiting.caller_inv_id,
-                    waiting.future,
-                    ctx.function_id,
-                    exc.code,
-                    exc.message,
-                    exc.stacktrace,
-                )
-            return
         except Exception as exc:
-            log.exception("built-in function %s failed", ctx.function_id)
+            if isinstance(exc, InvocationError):
+                error = (exc.code, exc.message, exc.stacktrace)
+            else:
+                log.exception("built-in function %s failed", ctx.function_id)
+                error = (codes.INVOCATION_ERROR, str(exc), None)
             if waiting is not None and self._settle_builtin(waiting):
-                self._fail(
-                    waiting.caller,
-                    waiting.caller_inv_id,
-                    waiting.future,
-                    ctx.function_id,
-                    codes.INVOCATION_ERROR,
-                    str(exc),
-                )
+                self._fail(waiting.caller, waiting.caller_inv_id, waiting.future, ctx.function_id, *error)
             return
         if waiting is None or not self._settle_builtin(waiting):
             return  # Void, or answered invocation_timeout already: a late result is dropped (§4.5)
