@@ -24,8 +24,10 @@ neighbour hits all of them alike:
   `todo_changed` frame at that client (50 samples per write). Missing events are counted.
 
 CPU layout (`split`, the default on 2+ CPUs): every server process (engine, embedded engine, uvicorn)
-on one CPU; wrk, the latency client and the remote worker on the other. The Redis server is not
-pinned (the DIY stack's database is its own process; pyiii's durable store lives in the engine).
+and pyiii-remote's worker on one CPU (`--worker-cpu client` moves the worker); wrk, the latency client
+and this orchestrator (it reads every child's output, including a console line per todo from the pyiii
+engines) on the other. The Redis server is not pinned (the DIY stack's database is its own process;
+pyiii's durable store lives in the engine).
 
 Targets (issue 6): pyiii-remote >= 1.0x DIY throughput and p99 reactive latency <= DIY's;
 pyiii-embedded >= 2.0x DIY throughput. PASS/MISS is printed.
@@ -87,6 +89,10 @@ class Stack:
         self.pids = pids
         #: Todos created so far (the counters must reach it before the stack is settled).
         self.created = 0
+
+
+#: Every CPU this process could use before it pinned itself (for children that must stay unpinned).
+UNPINNED_CPUS: list[int] = []
 
 
 def pinned(argv: list[str], cpu: int | None) -> list[str]:
@@ -263,6 +269,10 @@ def start_durable_redis(children: Children, workdir: Path) -> str:
     port = free_port()
     argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
     argv += ["--appendfsync", "always", "--dir", str(directory), "--daemonize", "no"]
+    # Unpinned like the system Redis of the default run (the orchestrator itself is pinned).
+    all_cpus = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0) | set(UNPINNED_CPUS)))
+    if shutil.which("taskset") and all_cpus:
+        argv = ["taskset", "-c", all_cpus, *argv]
     server = children.start("durable-redis", argv)
     wait_port(port, 30, lambda: server.alive)
     return f"redis://127.0.0.1:{port}/0"
@@ -573,6 +583,13 @@ def orchestrate(args: argparse.Namespace) -> int:
     install_signal_exit()
     cpus = cpu_layout(args.layout)
     client_cpu = cpus["client"] if cpus else None
+    if client_cpu is not None:
+        # The orchestrator belongs with the load generators, not on the server CPU: its reader
+        # threads drain every child's stdout and stderr, and the pyiii engines print a console line
+        # per todo (thousands per second), which an unpinned parent could read on the server CPU.
+        # Pinned before any thread starts, so its threads inherit it.
+        UNPINNED_CPUS.extend(sorted(os.sched_getaffinity(0)))
+        os.sched_setaffinity(0, {client_cpu})
     children = Children()
     diy_prefix = f"bench-todo-{uuid.uuid4().hex[:8]}:"
     load: dict[str, list[Any]] = {name: [] for name in STACKS}
