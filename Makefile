@@ -16,9 +16,11 @@ test: setup lint
 
 setup: setup-core setup-compat setup-services setup-browser
 
-## setup-services: the Redis server the Redis adapter tests use (127.0.0.1:6379 or $$REDIS_URL)
+## setup-services: the Redis server the Redis adapter tests use (127.0.0.1:6379 or $$REDIS_URL), and the
+## default worker port 49134 kept out of Linux's ephemeral port range (when root) for the default-port tests
 setup-services:
 	scripts/ensure-redis
+	scripts/reserve-default-port
 
 ## setup-browser: Debian's chromium at /usr/bin/chromium for the browser tests (Playwright drives it)
 setup-browser:

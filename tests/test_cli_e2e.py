@@ -600,14 +600,16 @@ async def test_config_file_unchanged_after_a_run(tmp_path: Path, connect: Connec
 async def _serve_on_default_port(tmp_path: Path, *args: str) -> Served:
     """Serve in `tmp_path` expecting the listener on 127.0.0.1:49134; skip when another process has it."""
     if not port_is_free(DEFAULT_PORT):
-        pytest.skip(f"127.0.0.1:{DEFAULT_PORT} is in use by another process")
+        pytest.skip(f"127.0.0.1:{DEFAULT_PORT} is in use by another process (scripts/reserve-default-port)")
     async with serving(*args, cwd=tmp_path) as engine:
         try:
             listening = await engine.listening()
         except AssertionError:
             taken = [line for line in engine.lines if "address already in use" in line]
             if taken:  # the default set also binds 3111 and 3112: name the one that was taken
-                pytest.skip(f"a default port was taken by another process: {taken[0]}")
+                pytest.skip(
+                    f"a default port was taken by another process: {taken[0]} (scripts/reserve-default-port)"
+                )
             raise
         assert listening == [("127.0.0.1", DEFAULT_PORT)]
         assert (await engine.stop_with(signal.SIGTERM))[0] == 0, engine.lines
