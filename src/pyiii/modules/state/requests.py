@@ -36,13 +36,15 @@ class RequestError(ValueError):
         self.detail = detail
 
 
-def _object(data: Any, struct: str) -> dict[str, Any]:
+def object_input(data: Any, struct: str) -> dict[str, Any]:
+    """``data`` as an object, else ``invalid type: ..., expected struct <struct>``."""
     if isinstance(data, dict):
         return data
     raise RequestError(invalid_type(data, f"struct {struct}"))
 
 
-def _string(obj: dict[str, Any], name: str) -> str:
+def string_field(obj: dict[str, Any], name: str) -> str:
+    """A required string field (a ``str`` subclass becomes a plain ``str``)."""
     try:
         value = obj[name]
     except KeyError:
@@ -59,21 +61,36 @@ def _string(obj: dict[str, Any], name: str) -> str:
     return value
 
 
+def required_field(obj: dict[str, Any], name: str) -> Any:
+    """A field that must be present (it may be ``null``)."""
+    if name not in obj:
+        raise RequestError(f"missing field `{name}`")
+    return obj[name]
+
+
+def ops_field(obj: dict[str, Any]) -> tuple[Op, ...]:
+    """The required ``ops`` array; one op that does not decode rejects the request (§3.2 rule 3)."""
+    try:
+        return decode_ops(required_field(obj, "ops"))
+    except OpsDecodeError as exc:
+        raise RequestError(exc.detail) from None
+
+
 def scope_key(data: Any, struct: str) -> tuple[str, str]:
     """``{scope, key}`` of ``state::get`` and ``state::delete``."""
-    obj = _object(data, struct)
-    return _string(obj, "scope"), _string(obj, "key")
+    obj = object_input(data, struct)
+    return string_field(obj, "scope"), string_field(obj, "key")
 
 
 def scope_only(data: Any, struct: str = GROUP_INPUT) -> str:
     """``{scope}`` of ``state::list`` and ``state::list_keys``."""
-    return _string(_object(data, struct), "scope")
+    return string_field(object_input(data, struct), "scope")
 
 
 def set_input(data: Any) -> tuple[str, str, Any]:
     """``{scope, key, value}`` with ``data`` accepted instead of ``value`` (§5.1)."""
-    obj = _object(data, SET_INPUT)
-    scope, key = _string(obj, "scope"), _string(obj, "key")
+    obj = object_input(data, SET_INPUT)
+    scope, key = string_field(obj, "scope"), string_field(obj, "key")
     if "value" in obj:
         if "data" in obj:
             raise RequestError("duplicate field `value`")
@@ -85,22 +102,15 @@ def set_input(data: Any) -> tuple[str, str, Any]:
 
 def update_input(data: Any) -> tuple[str, str, tuple[Op, ...]]:
     """``{scope, key, ops}``; one op that does not decode rejects the request (§3.2 rule 3)."""
-    obj = _object(data, UPDATE_INPUT)
-    scope, key = _string(obj, "scope"), _string(obj, "key")
-    if "ops" not in obj:
-        raise RequestError("missing field `ops`")
-    raw = obj["ops"]
-    try:
-        ops = decode_ops(raw)
-    except OpsDecodeError as exc:
-        raise RequestError(exc.detail) from None
-    return scope, key, ops
+    obj = object_input(data, UPDATE_INPUT)
+    scope, key = string_field(obj, "scope"), string_field(obj, "key")
+    return scope, key, ops_field(obj)
 
 
 def page_input(data: Any) -> tuple[str, str | None, int | None]:
     """``{scope, cursor?, limit?}`` of ``state::list_entries``; ``null`` means absent (§5.7)."""
-    obj = _object(data, PAGE_INPUT)
-    scope = _string(obj, "scope")
+    obj = object_input(data, PAGE_INPUT)
+    scope = string_field(obj, "scope")
     cursor = obj.get("cursor")
     if cursor is not None and not isinstance(cursor, str):
         raise RequestError(f"cursor: {invalid_type(cursor, 'a string')}")
@@ -115,15 +125,19 @@ def page_input(data: Any) -> tuple[str, str | None, int | None]:
 
 def groups_input(data: Any) -> None:
     """``{}`` of ``state::list_groups``; ``null`` does not decode (§5.8)."""
-    _object(data, GROUPS_INPUT)
+    object_input(data, GROUPS_INPUT)
 
 
 __all__ = [
     "RequestError",
     "groups_input",
+    "object_input",
+    "ops_field",
     "page_input",
+    "required_field",
     "scope_key",
     "scope_only",
     "set_input",
+    "string_field",
     "update_input",
 ]

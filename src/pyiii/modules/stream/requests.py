@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pyiii.modules.state.ops import Op, OpsDecodeError, decode_ops, invalid_type
+from pyiii.modules.state.ops import Op, invalid_type
+
+# The field decoders (and their error texts) are the state module's: one serde-style vocabulary.
+from pyiii.modules.state.requests import RequestError, object_input, ops_field, required_field, string_field
 
 SET_INPUT: Final = "StreamSetInput"
 GET_INPUT: Final = "StreamGetInput"
@@ -21,14 +24,6 @@ LIST_GROUPS_INPUT: Final = "StreamListGroupsInput"
 LIST_ALL_INPUT: Final = "StreamListAllInput"
 SEND_INPUT: Final = "StreamSendInput"
 UPDATE_INPUT: Final = "StreamUpdateInput"
-
-
-class RequestError(ValueError):
-    """The payload does not decode; ``detail`` is the serde-style text."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,91 +42,65 @@ class SendInput:
     item_id: str | None
 
 
-def _object(data: Any, struct: str) -> dict[str, Any]:
-    if isinstance(data, dict):
-        return data
-    raise RequestError(invalid_type(data, f"struct {struct}"))
-
-
-def _string(obj: dict[str, Any], name: str) -> str:
-    try:
-        value = obj[name]
-    except KeyError:
-        raise RequestError(f"missing field `{name}`") from None
-    if not isinstance(value, str):
-        raise RequestError(invalid_type(value, "a string"))
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate from an in-process caller; JSON cannot carry it
-            raise RequestError(f"{name}: invalid unicode code point") from None
-    return str(value)
-
-
-def _required(obj: dict[str, Any], name: str) -> Any:
-    if name not in obj:
-        raise RequestError(f"missing field `{name}`")
-    return obj[name]
-
-
 def item_ref(data: Any, struct: str) -> ItemRef:
     """``{stream_name, group_id, item_id}`` of get and delete."""
-    obj = _object(data, struct)
-    return ItemRef(_string(obj, "stream_name"), _string(obj, "group_id"), _string(obj, "item_id"))
+    obj = object_input(data, struct)
+    return ItemRef(
+        string_field(obj, "stream_name"), string_field(obj, "group_id"), string_field(obj, "item_id")
+    )
 
 
 def set_input(data: Any) -> tuple[ItemRef, Any]:
     """``{stream_name, group_id, item_id, data}``; ``data`` is required and may be ``null`` (§4.1 rule 3)."""
-    obj = _object(data, SET_INPUT)
-    ref = ItemRef(_string(obj, "stream_name"), _string(obj, "group_id"), _string(obj, "item_id"))
-    return ref, _required(obj, "data")
+    obj = object_input(data, SET_INPUT)
+    ref = ItemRef(
+        string_field(obj, "stream_name"), string_field(obj, "group_id"), string_field(obj, "item_id")
+    )
+    return ref, required_field(obj, "data")
 
 
 def group_ref(data: Any) -> tuple[str, str]:
     """``{stream_name, group_id}`` of ``stream::list``."""
-    obj = _object(data, LIST_INPUT)
-    return _string(obj, "stream_name"), _string(obj, "group_id")
+    obj = object_input(data, LIST_INPUT)
+    return string_field(obj, "stream_name"), string_field(obj, "group_id")
 
 
 def stream_only(data: Any) -> str:
     """``{stream_name}`` of ``stream::list_groups``."""
-    return _string(_object(data, LIST_GROUPS_INPUT), "stream_name")
+    return string_field(object_input(data, LIST_GROUPS_INPUT), "stream_name")
 
 
 def list_all_input(data: Any) -> None:
     """Any object; ``null`` does not decode (§4.3.6)."""
-    _object(data, LIST_ALL_INPUT)
+    object_input(data, LIST_ALL_INPUT)
 
 
 def send_input(data: Any) -> SendInput:
     """``{stream_name, group_id, type | event_type, data, id?}`` (§4.3.7, S2)."""
-    obj = _object(data, SEND_INPUT)
-    stream_name, group_id = _string(obj, "stream_name"), _string(obj, "group_id")
+    obj = object_input(data, SEND_INPUT)
+    stream_name, group_id = string_field(obj, "stream_name"), string_field(obj, "group_id")
     if "type" in obj:
-        event_type = _string(obj, "type")
+        event_type = string_field(obj, "type")
     elif "event_type" in obj:  # S2: the alias is used only when `type` is absent
-        event_type = _string(obj, "event_type")
+        event_type = string_field(obj, "event_type")
     else:
         raise RequestError("missing field `type`")
-    payload = _required(obj, "data")
+    payload = required_field(obj, "data")
     item_id = obj.get("id")
     if item_id is not None:
         if not isinstance(item_id, str):
             raise RequestError(f"id: {invalid_type(item_id, 'a string')}")
-        item_id = _string(obj, "id")
+        item_id = string_field(obj, "id")
     return SendInput(stream_name, group_id, event_type, payload, item_id)
 
 
 def update_input(data: Any) -> tuple[ItemRef, tuple[Op, ...]]:
     """``{stream_name, group_id, item_id, ops}``; one op that does not decode rejects the request."""
-    obj = _object(data, UPDATE_INPUT)
-    ref = ItemRef(_string(obj, "stream_name"), _string(obj, "group_id"), _string(obj, "item_id"))
-    raw = _required(obj, "ops")
-    try:
-        ops = decode_ops(raw)
-    except OpsDecodeError as exc:
-        raise RequestError(exc.detail) from None
-    return ref, ops
+    obj = object_input(data, UPDATE_INPUT)
+    ref = ItemRef(
+        string_field(obj, "stream_name"), string_field(obj, "group_id"), string_field(obj, "item_id")
+    )
+    return ref, ops_field(obj)
 
 
 __all__ = [
