@@ -14,10 +14,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import TIME_FACTOR
 from pyiii import III, Trigger
+from pyiii.engine.core import Engine
+from pyiii.engine.invocations import CallContext
+from pyiii.errors import InvocationError
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+
+
+class ModuleCalls:
+    """Calls into the engine of a module harness (one with a started ``server``)."""
+
+    server: Any
+
+    @property
+    def engine(self) -> Engine:
+        assert self.server is not None
+        engine: Engine = self.server.engine
+        return engine
+
+    async def call(self, function_id: str, payload: Any = None) -> Any:
+        """Call a function the way an engine-side caller does (``None`` for no result)."""
+        return await self.engine.invoke(function_id, payload)
+
+    async def raw(self, function_id: str, payload: Any = None) -> Any:
+        """Run a built-in handler directly: ``msgspec.UNSET`` when it sends no result."""
+        entry = self.engine.functions.resolve("default", function_id)
+        assert entry is not None and entry.builtin is not None
+        return await entry.builtin(payload, CallContext(function_id, "default"))
+
+    async def error(self, function_id: str, payload: Any = None) -> InvocationError:
+        """Call a function that must fail; return its error."""
+        with pytest.raises(InvocationError) as info:
+            await self.call(function_id, payload)
+        return info.value
 
 
 async def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:

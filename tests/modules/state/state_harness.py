@@ -17,9 +17,6 @@ import module_helpers
 from module_helpers import REDIS_URL, Recorder
 from pyiii import III, Trigger
 from pyiii.config import AdapterSettings, StateSettings
-from pyiii.engine.core import Engine
-from pyiii.engine.invocations import CallContext
-from pyiii.errors import InvocationError
 from pyiii.modules.state.adapters.base import StateAdapter
 from pyiii.modules.state.adapters.memory import MemoryAdapter
 from pyiii.modules.state.adapters.sqlite import SqliteAdapter
@@ -35,7 +32,7 @@ NO_RESULT = UNSET
 
 
 @dataclass
-class StateHarness:
+class StateHarness(module_helpers.ModuleCalls):
     """An engine server running the state module on one adapter, restartable on the same store."""
 
     kind: str
@@ -46,11 +43,6 @@ class StateHarness:
     server: EngineServer | None = None
     module: StateModule | None = None
     servers: list[EngineServer] = field(default_factory=list)
-
-    @property
-    def engine(self) -> Engine:
-        assert self.server is not None
-        return self.server.engine
 
     @property
     def url(self) -> str:
@@ -84,22 +76,6 @@ class StateHarness:
         """Graceful stop, then a new engine and adapter on the same store."""
         await self.stop()
         await self.start(**settings)
-
-    async def call(self, function_id: str, payload: Any = None) -> Any:
-        """Call a function the way an engine-side caller does (``None`` for no result)."""
-        return await self.engine.invoke(function_id, payload)
-
-    async def raw(self, function_id: str, payload: Any = None) -> Any:
-        """Run a state function's handler directly: :data:`NO_RESULT` when it sends no result."""
-        entry = self.engine.functions.resolve("default", function_id)
-        assert entry is not None and entry.builtin is not None
-        return await entry.builtin(payload, CallContext(function_id, "default"))
-
-    async def error(self, function_id: str, payload: Any = None) -> InvocationError:
-        """Call a function that must fail; return its error."""
-        with pytest.raises(InvocationError) as info:
-            await self.call(function_id, payload)
-        return info.value
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
         return await self.call("state::set", {"scope": scope, "key": key, "value": value})

@@ -21,9 +21,6 @@ import module_helpers
 from helpers import Frame, RawWorker
 from module_helpers import REDIS_URL
 from pyiii.config import AdapterSettings, StreamSettings
-from pyiii.engine.core import Engine
-from pyiii.engine.invocations import CallContext
-from pyiii.errors import InvocationError
 from pyiii.modules.state.adapters.base import StateAdapter
 from pyiii.modules.state.adapters.memory import MemoryAdapter
 from pyiii.modules.state.adapters.sqlite import SqliteAdapter
@@ -66,7 +63,7 @@ def frame_of(event_type: str, stream: str | None = None) -> Callable[[Frame], bo
 
 
 @dataclass
-class StreamHarness:
+class StreamHarness(module_helpers.ModuleCalls):
     """An engine server running the stream module on one adapter, restartable on the same store."""
 
     kind: str
@@ -79,11 +76,6 @@ class StreamHarness:
     module: StreamModule | None = None
     servers: list[EngineServer] = field(default_factory=list)
     clients: list[RawWorker] = field(default_factory=list)
-
-    @property
-    def engine(self) -> Engine:
-        assert self.server is not None
-        return self.server.engine
 
     @property
     def stream(self) -> StreamModule:
@@ -127,21 +119,6 @@ class StreamHarness:
         client = await RawWorker.connect(self.url, path=path, hello=False, **options)
         self.clients.append(client)
         return client
-
-    async def call(self, function_id: str, payload: Any = None) -> Any:
-        """Call a function the way an engine-side caller does (``None`` for no result)."""
-        return await self.engine.invoke(function_id, payload)
-
-    async def raw(self, function_id: str, payload: Any = None) -> Any:
-        """Run a built-in handler directly: ``msgspec.UNSET`` when it sends no result."""
-        entry = self.engine.functions.resolve("default", function_id)
-        assert entry is not None and entry.builtin is not None
-        return await entry.builtin(payload, CallContext(function_id, "default"))
-
-    async def error(self, function_id: str, payload: Any = None) -> InvocationError:
-        with pytest.raises(InvocationError) as info:
-            await self.call(function_id, payload)
-        return info.value
 
     async def set(self, stream: str, group: str, item: str, data: Any) -> Any:
         return await self.call(
