@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 FUNCTION_ID = "bench::echo"
@@ -184,6 +184,18 @@ def run_command(cmd: dict[str, Any], targets: dict[str, Target], cpu_pids: dict[
     return out
 
 
+def commands() -> Iterator[dict[str, Any]]:
+    """The JSON commands on stdin, one per line, until EOF or ``{"cmd": "exit"}``."""
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        cmd = json.loads(line)
+        if cmd.get("cmd") == "exit":
+            return
+        yield cmd
+
+
 def serve_commands(targets: dict[str, Target], cpu_pids: dict[str, int] | None = None, **ready: Any) -> None:
     """Answer JSON commands from stdin until EOF or ``{"cmd": "exit"}`` (runs on the main thread).
 
@@ -192,13 +204,7 @@ def serve_commands(targets: dict[str, Target], cpu_pids: dict[str, int] | None =
     """
     pids = {"client": os.getpid(), **(cpu_pids or {})}
     emit("ready", targets=sorted(targets), **ready)
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        cmd = json.loads(line)
-        if cmd.get("cmd") == "exit":
-            return
+    for cmd in commands():
         try:
             emit("result", **run_command(cmd, targets, pids))
         except Exception as exc:

@@ -66,6 +66,7 @@ from _common import (  # noqa: E402
     LAYOUTS,
     Child,
     Children,
+    commands,
     cpu_layout,
     cpu_ns,
     emit,
@@ -214,12 +215,7 @@ async def _inprocess_main(port: int) -> int:
 
     def read_commands() -> None:  # a thread: stdin lines -> the loop
         with contextlib.suppress(Exception):
-            for line in sys.stdin:
-                if not line.strip():
-                    continue
-                cmd = json.loads(line)
-                if cmd.get("cmd") == "exit":
-                    break
+            for cmd in commands():
                 try:
                     fut = asyncio.run_coroutine_threadsafe(_call(set_routes, int(cmd["extra"])), loop)
                     emit("result", routes=fut.result(60) + 1)

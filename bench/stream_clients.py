@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, pin_cpu_from_env
+from _common import commands, emit, pin_cpu_from_env
 
 _EVENT = re.compile(rb'"seq":(\d+),"t0":(\d+)')
 _EMIT_LOCK = threading.Lock()
@@ -404,13 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=loop.run_forever, name="clients", daemon=True).start()
     clients = Clients(json.loads(args.plan))
     say("ready", pid=os.getpid())
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        cmd = json.loads(line)
-        if cmd.get("cmd") == "exit":
-            break
+    for cmd in commands():
         try:
             result = asyncio.run_coroutine_threadsafe(clients.handle(cmd), loop).result(600)
             say("result", **result)

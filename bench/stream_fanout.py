@@ -54,6 +54,7 @@ from _common import (  # noqa: E402
     LAYOUTS,
     Child,
     Children,
+    commands,
     cpu_layout,
     cpu_ns,
     emit,
@@ -289,13 +290,7 @@ def role_publisher(plan_json: str) -> int:
         emit("error", message=f"{type(exc).__name__}: {exc}")
         return 1
     emit("ready")
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        cmd = json.loads(line)
-        if cmd.get("cmd") == "exit":
-            break
+    for cmd in commands():
         try:
             if cmd["cmd"] == "send":
                 t0 = asyncio.run_coroutine_threadsafe(
