@@ -50,3 +50,8 @@ def start_eagerly(coro: Coroutine[Any, Any, Any]) -> Resume | None:
     except StopIteration:
         return None
     return Resume(coro, suspended_on)
+
+
+async def finish(rest: Resume) -> None:
+    """A coroutine that finishes what :func:`start_eagerly` started (to run as a task)."""
+    await rest

@@ -25,7 +25,7 @@ from typing import Any
 from msgspec import UNSET, Raw
 
 from pyiii._deadlines import Deadlines
-from pyiii._eager import Resume, start_eagerly
+from pyiii._eager import finish, start_eagerly
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
@@ -109,11 +109,6 @@ class EnqueueRequest:
 
 
 EngineEventListener = Callable[[str, dict[str, Any]], None]
-
-
-async def _finish(rest: Resume) -> None:
-    """The remainder of a built-in call started eagerly (see ``Engine._dispatch``)."""
-    await rest
 
 
 class _BuiltinCall:
@@ -806,7 +801,7 @@ class Engine:
             if rest is not None:
                 if waiting is not None:
                     waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
-                self.spawn(_finish(rest))
+                self.spawn(finish(rest))
             return
         target = entry.pick_owner()
         if target is None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from msgspec import UNSET
 
 from pyiii._deadlines import Deadlines
-from pyiii._eager import Resume, start_eagerly
+from pyiii._eager import finish, start_eagerly
 from pyiii.engine.registry import Binding
 from pyiii.protocol.errors import InvocationError, TriggerRegistrationError
 
@@ -156,10 +156,6 @@ class StateTrigger:
 #: Deliveries started eagerly inside one another (an in-process handler that writes, whose write
 #: starts the next delivery, ...) before the next one becomes a task: bounds the stack depth.
 _MAX_EAGER_DEPTH: Final = 4
-
-
-async def _finish(rest: Resume) -> None:
-    await rest
 
 
 class StateTriggers:
@@ -300,7 +296,7 @@ class StateTriggers:
         finally:
             self._eager_depth -= 1
         if rest is not None:
-            self._track(self._engine.loop.create_task(_finish(rest)))
+            self._track(self._engine.loop.create_task(finish(rest)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
