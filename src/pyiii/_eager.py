@@ -1,9 +1,10 @@
 """Run a coroutine eagerly up to its first suspension (Python 3.11 has no eager tasks).
 
-The engine's and the SDK's socket writers use it: aiohttp writes an uncompressed WebSocket frame
-synchronously and only suspends to wait for a drain or a compressed frame, so stepping its
-``send_frame`` coroutine by hand saves a task wake-up per frame (bench/RESULTS.md: 0.85-0.94x median
-round trip). When it does suspend, the returned awaitable finishes it exactly as ``await`` would.
+The engine runs built-in functions this way (``stream::send`` and ``engine::log::*`` never suspend;
+a durable ``state::set`` only for its commit) and the state module starts trigger deliveries so: a
+task per call was a measurable share of the engine's time (bench/RESULTS.md, todo_e2e). When the
+coroutine does suspend, the returned awaitable finishes it exactly as ``await`` would (:func:`finish`
+runs it as a task).
 """
 
 from __future__ import annotations
