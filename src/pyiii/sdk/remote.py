@@ -3,8 +3,8 @@
 The reconnect loop takes its delays from :func:`pyiii.sdk.backoff.backoff_delays` (a fresh generator
 after every successful connect, §10.5 rule 7). Each connection has one write path (STYLE habit 2):
 :meth:`RemoteTransport.send` encodes with msgspec, checks the 64 MiB limit and hands the frame to the
-connection, which writes it at once when nothing is pending and otherwise queues it for its single
-writer task, which keeps the order. Frames are UTF-8 JSON text frames;
+connection, which writes the frames of one loop iteration together, in order (one socket write;
+:class:`~pyiii.protocol.wsframes.FrameBatch`). Frames are UTF-8 JSON text frames;
 inbound frames are decoded with :func:`pyiii.protocol.codec.decode_engine_frame`.
 """
 
