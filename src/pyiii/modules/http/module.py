@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from aiohttp import web
-
-from pyiii._listen import listen
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import ChannelRegistry
 from pyiii.engine.modules import Module, ModuleHost
 from pyiii.engine.registry import Binding
 from pyiii.protocol.errors import TriggerRegistrationError
+
+if TYPE_CHECKING:
+    from .h1 import H1Listener
 
 from .routing import SUPPORTED_METHODS, InvalidPath, Route, RouteConflict, Router, parse_template
 
@@ -71,27 +71,29 @@ class HttpModule(Module):
         self.channels = channels if channels is not None else ChannelRegistry()
         self.router = Router()
         self.address: tuple[str, int] | None = None
-        self._runner: web.BaseRunner | None = None
+        self._listener: H1Listener | None = None
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: ModuleHost) -> None:
-        from .server import HttpServer, Listener
+        from .h1 import H1Listener
+        from .server import HttpServer
 
         host.register_trigger_type(TRIGGER_TYPE, self, description="HTTP API trigger")
         app = HttpServer(host.engine, self.router, self.channels, self.settings)
-        # Handler cancellation: a client that goes away ends its request, and its channels (§8.5 rule 3).
-        server = Listener(app, handler_cancellation=True, access_log=None)
+        # A client that goes away ends its request, and its channels (§8.5 rule 3): see h1.Connection.
+        listener = H1Listener(app.handle, app.refusal)
         settings = self.settings
-        self._runner, port = await listen(server, settings.host, settings.port, shutdown_timeout=1.0)
+        port = await listener.start(settings.host, settings.port)
+        self._listener = listener
         self.address = (self.settings.host, port)
         log.info("API listening on address: %s:%s", self.settings.host, port)
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.shutdown(1.0)
 
     @property
     def url(self) -> str:

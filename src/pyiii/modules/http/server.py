@@ -21,10 +21,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import hdrs, web
-from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict
-
 from pyiii._deadlines import Deadlines
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import Channel, ChannelRegistry
@@ -33,7 +29,8 @@ from pyiii.protocol.errors import InvocationError
 
 from . import response as resp
 from .cors import Cors
-from .request import build_request, headers_of, is_json, middleware_input, parse_json_body, query_params
+from .h1 import Body, Connection, Request, encode_response
+from .request import build_request, is_json, middleware_input, parse_json_body, query_params
 from .routing import Match, Route, Router
 
 log = logging.getLogger("pyiii.http")
@@ -41,73 +38,6 @@ log = logging.getLogger("pyiii.http")
 CHANNEL_BUFFER = 64
 #: §11.1: how long a null result waits for a writer to attach to the response channel.
 SETTLE_S = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class ParserLimits:
-    """Limits of aiohttp's HTTP/1 request parser (the C parser). A request over them is refused by the
-    parser before the pipeline (§3) runs, with **400** and the JSON envelope
-    ``{"error":{"code":"BAD_REQUEST","message":"Bad Request"}}`` plus the CORS headers
-    (:class:`Listener`), like any other malformed request (unknown method token, bad request line).
-    The defaults are aiohttp's.
-    """
-
-    #: Bytes in the request line (method, target, version).
-    max_line_size: int = 8190
-    #: Bytes in one header line (name and value).
-    max_field_size: int = 8190
-    #: Number of header lines.
-    max_headers: int = 128
-
-
-PARSER_LIMITS = ParserLimits()
-
-
-class _ProtocolHandler(RequestHandler):
-    """aiohttp's connection handler, whose errors (parser errors such as an unknown method token, a
-    malformed request line or headers over :class:`ParserLimits`; uncaught failures) are sent with the
-    §13.3 JSON envelope and the CORS headers (§3 step 10, §14) instead of aiohttp's plain text."""
-
-    _manager: Listener
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        # aiohttp's own: logs the error; raises ConnectionError if a response was already started.
-        super().handle_error(request, status, exc, message)
-        if status == 500:
-            reply = resp.internal_error()
-        elif status == 504:
-            reply = resp.timeout(False)
-        else:
-            reply = resp.protocol_error(status)
-        out = CIMultiDict(reply.headers)
-        out.extend(self._manager.app.cors.response_headers(request.headers.get(hdrs.ORIGIN)))
-        response = web.Response(status=reply.status, headers=out, body=reply.body)
-        response.force_close()
-        return response
-
-
-class Listener(web.Server):
-    """The low-level aiohttp server of :class:`HttpServer`: its connections use
-    :class:`_ProtocolHandler`, and its parser the given :class:`ParserLimits`."""
-
-    def __init__(self, app: HttpServer, limits: ParserLimits = PARSER_LIMITS, **kwargs: Any) -> None:
-        super().__init__(
-            app.handle,
-            max_line_size=limits.max_line_size,
-            max_field_size=limits.max_field_size,
-            max_headers=limits.max_headers,
-            **kwargs,
-        )
-        self.app = app
-
-    def __call__(self) -> RequestHandler:
-        return _ProtocolHandler(self, loop=self._loop, **self._kwargs)
 
 
 @dataclass(slots=True)
@@ -197,12 +127,13 @@ class HttpServer:
 
     # ------------------------------------------------------------------ layers 1-2: CORS, error envelope
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request, conn: Connection) -> None:
+        """Answer one request on its connection (the listener calls this, in order per connection)."""
         headers = request.headers
-        preflight = request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in headers
-        origin = headers.get(hdrs.ORIGIN)
+        preflight = request.method == "OPTIONS" and "access-control-request-method" in headers
+        origin = headers.get("origin")
         if preflight:
-            cors = self.cors.preflight_headers(origin, headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS))
+            cors = self.cors.preflight_headers(origin, headers.get("access-control-request-headers"))
         else:
             cors = self.cors.response_headers(origin)
         state = _Request()
@@ -212,12 +143,17 @@ class HttpServer:
             except Exception:
                 outcome = resp.internal_error()
             if isinstance(outcome, Streamed):
-                return await self._write_stream(request, outcome, cors)
-            out = CIMultiDict(outcome.headers)
-            out.extend(cors)
-            return web.Response(status=outcome.status, headers=out, body=outcome.body)
+                await self._write_stream(request, conn, outcome, cors)
+            else:
+                conn.send_reply(request, outcome.status, [*outcome.headers, *cors], outcome.body)
         finally:
             self._release(state)
+
+    def refusal(self) -> bytes:
+        """The response to a request the parser refused: 400 with the envelope and the CORS headers
+        of a request without an origin (its headers were never delivered); the connection closes."""
+        reply = resp.protocol_error(400)
+        return encode_response(reply.status, [*reply.headers, *self.cors.response_headers(None)], reply.body)
 
     def _release(self, state: _Request) -> None:
         for task in state.tasks:
@@ -227,33 +163,26 @@ class HttpServer:
             self.channels.remove(channel_id)
 
     async def _write_stream(
-        self, request: web.BaseRequest, s: Streamed, cors: resp.Headers
-    ) -> web.StreamResponse:
-        out = CIMultiDict(s.headers)
-        out.extend(cors)
-        response = web.StreamResponse(status=s.status, headers=out)
-        await response.prepare(request)
-        send = request.method != "HEAD"  # HEAD: chunks are read and discarded (§12)
-        try:
-            if send:
-                await response.write(s.first)
-            queue = s.channel.queue
+        self, request: Request, conn: Connection, s: Streamed, cors: resp.Headers
+    ) -> None:
+        queue = s.channel.queue
+        first: list[bytes] = [s.first]
+
+        async def chunks() -> bytes | None:
+            if first:
+                return first.pop()
             while True:
                 item = await queue.get()
                 if item is None:
-                    break
-                if send and not item[0]:
-                    await response.write(item[1])
-            await response.write_eof()
-        except ConnectionError:
-            log.debug("client went away during a streamed response")
-        return response
+                    return None
+                if not item[0]:
+                    return item[1]
+
+        await conn.send_stream(request, s.status, [*s.headers, *cors], chunks)
 
     # ------------------------------------------------------------------ layer 3: slot and deadline
 
-    async def _limited(
-        self, request: web.BaseRequest, preflight: bool, state: _Request
-    ) -> resp.Reply | Streamed:
+    async def _limited(self, request: Request, preflight: bool, state: _Request) -> resp.Reply | Streamed:
         await self.slots.acquire()
         try:
             if preflight:  # §14: answered here, never routed
@@ -276,7 +205,7 @@ class HttpServer:
 
     # ------------------------------------------------------------------ layer 4: route to response
 
-    async def _pipeline(self, request: web.BaseRequest, state: _Request) -> resp.Reply | Streamed:
+    async def _pipeline(self, request: Request, state: _Request) -> resp.Reply | Streamed:
         path, _, query_string = request.raw_path.partition("?")
         found = self.router.resolve(request.method, path)
         if found is None:
@@ -288,7 +217,7 @@ class HttpServer:
         namespace = route.binding.namespace
         method = request.method
         query = query_params(query_string)
-        headers = headers_of(request.raw_headers)
+        headers = request.headers
         path_params = match.path_params()
 
         mw_input = None
@@ -363,12 +292,13 @@ class HttpServer:
         return body_channel, response_channel, refs
 
     async def _read_body(
-        self, request: web.BaseRequest, channel: Channel, state: _Request
+        self, request: Request, channel: Channel, state: _Request
     ) -> tuple[Any, resp.Reply | None]:
         """§8.4: JSON bodies are buffered under ``body_limit``; others stream to the channel."""
-        if not is_json(request.headers.get(hdrs.CONTENT_TYPE)):
-            if request.body_exists:
-                task = asyncio.ensure_future(_pump_body(request, channel))
+        body = request.body
+        if not is_json(request.headers.get("content-type")):
+            if body is not None:
+                task = asyncio.ensure_future(_pump_body(body, channel))
                 state.tasks.append(task)
             else:
                 channel.preload([None])
@@ -377,7 +307,7 @@ class HttpServer:
         length = request.content_length
         if length is not None and length > limit:
             return None, resp.payload_too_large(limit)
-        raw = await _read_limited(request, limit)
+        raw = b"" if body is None else await _read_limited(body, limit)
         if raw is None:
             return None, resp.payload_too_large(limit)
         channel.preload([(False, raw), None] if raw else [None])
@@ -457,13 +387,12 @@ def _wake(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
-async def _read_limited(request: web.BaseRequest, limit: int) -> bytes | None:
+async def _read_limited(body: Body, limit: int) -> bytes | None:
     """The whole body, or ``None`` as soon as more than ``limit`` bytes arrived."""
-    content = request.content
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await content.readany()
+        chunk = await body.readany()
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -472,8 +401,12 @@ async def _read_limited(request: web.BaseRequest, limit: int) -> bytes | None:
         chunks.append(chunk)
 
 
-async def _pump_body(request: web.BaseRequest, channel: Channel) -> None:
-    """Forward a non-JSON body as binary items; a full channel pauses reading (backpressure)."""
-    async for chunk in request.content.iter_any():
-        await channel.put((False, chunk))
+async def _pump_body(body: Body, channel: Channel) -> None:
+    """Forward a non-JSON body as binary items; a full channel pauses reading (backpressure). If the
+    client goes away mid-body the channel stays open: the request ends with the connection."""
+    try:
+        async for chunk in body.iter_any():
+            await channel.put((False, chunk))
+    except ConnectionError:
+        return
     await channel.put(None)
