@@ -114,6 +114,9 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
 class HttpServer:
     def __init__(self, engine: Engine, router: Router, channels: ChannelRegistry, settings: HttpSettings):
         self.engine = engine
+        # Created on the engine's loop; kept because asking for the running loop (or the current
+        # task without a loop) costs a getpid system call per call on Python 3.11.
+        self.loop = asyncio.get_running_loop()
         self.router = router
         self.channels = channels
         self.settings = settings
@@ -187,7 +190,7 @@ class HttpServer:
         try:
             if preflight:  # §14: answered here, never routed
                 return resp.Reply(200)
-            task = asyncio.current_task()
+            task = asyncio.current_task(self.loop)
             slot = self.deadlines.add(state, self.timeout_s, task)
             try:
                 return await self._pipeline(request, state)
@@ -328,7 +331,7 @@ class HttpServer:
             binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
         )
         state.tasks.append(call)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         head = resp.StreamHead()
         closed = False
         item_seen = False

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -77,21 +78,28 @@ class StderrConsole:
     end of the pass (a write and a flush per record were 8 % of the engine's time in the todo
     benchmark, whose handlers log every change). Outside a running loop a line is written at once."""
 
-    __slots__ = ("_lines", "_scheduled")
+    __slots__ = ("_lines", "_loop", "_scheduled", "_thread")
 
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._scheduled = False
+        # The loop last found running, and its thread: asking for the running loop costs a getpid
+        # system call per call on Python 3.11, and this runs for every log line.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
 
     def __call__(self, line: str) -> None:
         self._lines.append(line)
         if self._scheduled:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
+        loop = self._loop
+        if loop is None or self._thread != threading.get_ident() or not loop.is_running():
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._thread = threading.get_ident()
         self._scheduled = True
         loop.call_soon(self.flush)
 
