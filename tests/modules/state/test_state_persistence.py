@@ -303,3 +303,47 @@ async def test_unwritable_file_path_fails_startup(tmp_path: Path) -> None:
     with pytest.raises(StateStartupError, match="cannot create directory"):
         await server.start()
     await server.stop()
+
+
+async def test_a_batch_writes_each_key_once_with_its_last_state(tmp_path: Path) -> None:
+    """Writes queued while a commit runs form one batch, which stores only each key's last state
+    (§8.3 rule 3): a counter updated ten times is one row with the last value; a key set, deleted and
+    set again keeps the new value *and* the new position it got when it was created again; a key set
+    then deleted in the batch is not stored. After a reopen, reads and the position order match what
+    the store answered before it closed."""
+    adapter = SqliteAdapter(str(tmp_path / "s"))
+    await adapter.open()
+    await adapter.set("s", "k", b'"v0"')
+    await adapter.set("c", "n", b"0")
+
+    def plus_one(old: bytes | None) -> bytes:
+        return str(int(old or b"0") + 1).encode()
+
+    # The first write starts a commit at once; everything after it queues into one next batch.
+    await asyncio.gather(
+        adapter.set("s", "first", b"1"),
+        adapter.set("s", "k", b'"v1"'),
+        adapter.delete("s", "k"),
+        adapter.set("s", "other", b"2"),
+        adapter.set("s", "k", b'"v2"'),
+        *(adapter.update("c", "n", plus_one) for _ in range(10)),
+        adapter.set("s", "gone", b"3"),
+        adapter.delete("s", "gone"),
+    )
+    before = await adapter.list_after("s", 0, 100)
+    assert [key for key, _, _ in before] == ["first", "other", "k"]  # k moved to the end
+    assert await adapter.get("c", "n") == b"10"
+    await adapter.close()
+
+    reopened = SqliteAdapter(str(tmp_path / "s"))
+    await reopened.open()
+    assert await reopened.list_after("s", 0, 100) == before
+    assert await reopened.get("s", "k") == b'"v2"'
+    assert await reopened.get("s", "gone") is None
+    assert await reopened.get("c", "n") == b"10"
+    await reopened.close()
+    with sqlite3.connect(tmp_path / "s" / DB_FILE_NAME) as db:
+        rows = db.execute("SELECT scope, key, pos FROM state ORDER BY scope, pos").fetchall()
+    stored = [(scope, key) for scope, key, _ in rows]
+    assert stored == [("c", "n"), ("s", "first"), ("s", "other"), ("s", "k")]
+    assert [pos for _, _, pos in rows[1:]] == [position for _, _, position in before]
