@@ -23,12 +23,14 @@ What it does:
   ``Expect: 100-continue`` is answered when the body is first read, so a refused request (404, 413
   by ``Content-Length``) never invites the body.
 * **Responses**: a complete response is one write (status line, headers with ``Content-Length``
-  and ``Date``, body); a streamed one (§12) uses chunked transfer encoding (close-delimited for
-  HTTP/1.0) and waits for the socket to drain. Framing headers of handlers (``Content-Length``,
-  ``Transfer-Encoding``, ``Connection``) are replaced by the listener's own, so a handler cannot
-  desynchronise the connection. ``HEAD``, 1xx, 204 and 304 carry no body.
-* **A client that goes away** cancels its connection's task, which ends its request and removes its
-  channels (§8.5 rule 3).
+  and ``Date``, body), and the next request waits while the socket is not draining (a client that
+  pipelines without reading is not answered without bound); a streamed one (§12) uses chunked
+  transfer encoding (close-delimited for HTTP/1.0) and waits for the socket to drain. Framing
+  headers of handlers (``Content-Length``, ``Transfer-Encoding``, ``Connection``) are replaced by
+  the listener's own, so a handler cannot desynchronise the connection. ``HEAD``, 1xx, 204 and 304
+  carry no body.
+* **A client that goes away** (closes or resets its connection) cancels its connection's task, which
+  ends its request and removes its channels (§8.5 rule 3).
 """
 
 from __future__ import annotations
@@ -314,13 +316,12 @@ class Connection(asyncio.Protocol):
             self._refuse()
 
     def eof_received(self) -> bool | None:
-        if self._current is not None:  # the body ended early
-            self._current.finish(ConnectionResetError())
-            self._current = None
-        self._stop_parsing = True
-        if not self._queue and (self._task is None or self._task.done() or self._wakeup is not None):
-            return None  # nothing in progress: close
-        return True  # keep the write side open for the answers still due
+        # The client closed its end: a closed tab, an ended process and a client's own timeout all
+        # look like this, so it is taken as the client going away (as with aiohttp before): the
+        # transport closes and connection_lost ends the request in progress and its channels (§8.5
+        # rule 3) instead of leaving it to run to its deadline. A client that half-closes and still
+        # waits for its answers gets none.
+        return None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -467,6 +468,8 @@ class Connection(asyncio.Protocol):
                     break
                 try:
                     await handler(item, self)
+                    if self._write_paused:  # a client that reads no answers gets no more of them
+                        await self.drain()
                 except ConnectionError:
                     break
                 except Exception:
@@ -493,7 +496,12 @@ class Connection(asyncio.Protocol):
     def keep_alive_for(self, request: Request) -> bool:
         """Decided when a response starts: its ``Connection`` header follows this."""
         body = request.body
-        return request.keep_alive and (body is None or body.done) and not self.listener.closing
+        return (
+            request.keep_alive
+            and (body is None or body.done)
+            and not self.listener.closing
+            and not (self._stop_parsing and len(self._queue) <= 1)  # nothing parsed after it (Upgrade)
+        )
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
