@@ -162,6 +162,26 @@ async def test_chunked_binary_body_streams_intact(http: HttpHarness, worker: III
     assert (response.status, bytes.fromhex(response.json()["hex"])) == (200, payload)
 
 
+async def test_malformed_chunked_json_body(http: HttpHarness, worker: III, open_raw: OpenRaw) -> None:
+    """A JSON body whose chunked encoding breaks half-way gets one 400 envelope (not a 500 and a
+    second, unrequested 400); the handler never runs and the connection closes."""
+    calls: list[Any] = []
+
+    async def recording(data: Any) -> Any:
+        calls.append(data)
+        return {}
+
+    await http.route(worker, "f::rec", recording, "/rec", "POST")
+    conn = await open_raw(http.module.address)
+    broken = chunked(b'{"a":') + b"zz\r\nnot hex\r\n"
+    await conn.send(request("POST", "/rec", JSON, "Transfer-Encoding: chunked", body=broken))
+    response = await conn.response()
+    assert (response.status, response.header("connection")) == (400, "close")
+    assert response.json() == {"error": {"code": "BAD_REQUEST", "message": "Bad Request"}}
+    assert await conn.closed_by_server()
+    assert calls == []
+
+
 async def test_chunked_json_over_the_limit(make_http: Any, open_raw: OpenRaw) -> None:
     """A chunked JSON body over body_limit gets 413 as soon as the limit is passed, before the body
     ends; the connection, whose body was not read to its end, closes (§8.4 rule 2)."""
@@ -249,8 +269,8 @@ async def test_streamed_response_is_chunked(http: HttpHarness, worker: III, open
     response = await conn.response()
     assert (response.status, response.header("transfer-encoding")) == (200, "chunked")
     assert response.wire == b"5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n"
-    # no content type set: labelled as unknown bytes (RFC 9110 §8.3)
-    assert response.header("content-type") == "application/octet-stream"
+    # no content type set: none is sent (§12: no default content-type on a streamed response)
+    assert response.header("content-type") is None
     assert response.header("content-length") is None and response.header("connection") is None
 
     await conn.send(request("GET", "/labelled"))
@@ -284,7 +304,7 @@ async def test_head_on_streamed_route(http: HttpHarness, worker: III, open_raw: 
     conn = await open_raw(http.module.address)
     await conn.send(request("HEAD", "/stream"))
     response = await conn.response(head=True)
-    assert (response.status, response.header("content-type")) == (200, "application/octet-stream")
+    assert (response.status, response.header("content-type")) == (200, None)
     assert response.header("transfer-encoding") is None and response.header("connection") is None
     await conn.send(request("GET", "/stream"))
     assert (await conn.response()).body == b"helloworld!"

@@ -142,6 +142,10 @@ class _Refused(Exception):
     """A request over the parser limits."""
 
 
+class BadBody(Exception):
+    """The request body was malformed (bad chunked encoding, say): the request is answered 400."""
+
+
 class Body:
     """The request body as it arrives: read with :meth:`readany` or ``async for``."""
 
@@ -180,16 +184,19 @@ class Body:
             waiter.set_result(None)
 
     async def readany(self) -> bytes:
-        """The next bytes; ``b""`` at the end. Raises ``ConnectionResetError`` if the client left."""
+        """The next bytes; ``b""`` at the end. Raises ``ConnectionResetError`` if the client left,
+        :class:`BadBody` if the parser refused the rest of the body."""
         if self._continue:
             self._continue = False
             self._conn.write(_CONTINUE)
         while not self._chunks:
             if self.done:
+                if isinstance(self.error, BadBody):
+                    raise BadBody("malformed request body")
                 if self.error is not None:
                     raise ConnectionResetError("the client closed the connection during the body")
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._conn.loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -426,10 +433,15 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ requests, in order
 
     def _refuse(self) -> None:
+        """The parser refused what arrived: nothing more is parsed, and the connection closes once
+        what is queued is answered. A refused body belongs to a request already queued, which is
+        answered 400 when the body is read (:class:`BadBody`); else a 400 is queued."""
         self._stop_parsing = True
         if self._current is not None:
-            self._current.finish(ConnectionResetError())
+            self._current.finish(BadBody())
             self._current = None
+            self._wake()
+            return
         self._enqueue(_REFUSAL)
 
     def _enqueue(self, item: Request | Refusal) -> None:
@@ -537,8 +549,6 @@ class Connection(asyncio.Protocol):
         chunked = request.version != "1.0"
         keep_alive = self.keep_alive_for(request) and (chunked or not send)
         head = [status_line(status), _header_block(headers), _date()]
-        if status >= 200 and status not in _NO_BODY_STATUS and not _has_content_type(headers):
-            head.append(b"Content-Type: application/octet-stream\r\n")  # RFC 9110 §8.3's default
         if send and chunked:
             head.append(b"Transfer-Encoding: chunked\r\n")
         if not keep_alive:
@@ -639,6 +649,7 @@ class H1Listener:
 
 __all__ = [
     "PARSER_LIMITS",
+    "BadBody",
     "Body",
     "Connection",
     "H1Listener",

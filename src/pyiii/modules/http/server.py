@@ -29,7 +29,7 @@ from pyiii.protocol.errors import InvocationError
 
 from . import response as resp
 from .cors import Cors
-from .h1 import Body, Connection, Request, encode_response
+from .h1 import BadBody, Body, Connection, Request, encode_response
 from .request import build_request, is_json, middleware_input, parse_json_body, query_params
 from .routing import Match, Route, Router
 
@@ -310,7 +310,10 @@ class HttpServer:
         length = request.content_length
         if length is not None and length > limit:
             return None, resp.payload_too_large(limit)
-        raw = b"" if body is None else await _read_limited(body, limit)
+        try:
+            raw = b"" if body is None else await _read_limited(body, limit)
+        except BadBody:
+            return None, resp.protocol_error(400)
         if raw is None:
             return None, resp.payload_too_large(limit)
         channel.preload([(False, raw), None] if raw else [None])
@@ -406,10 +409,12 @@ async def _read_limited(body: Body, limit: int) -> bytes | None:
 
 async def _pump_body(body: Body, channel: Channel) -> None:
     """Forward a non-JSON body as binary items; a full channel pauses reading (backpressure). If the
-    client goes away mid-body the channel stays open: the request ends with the connection."""
+    client goes away mid-body, or the rest of the body is malformed, the channel is never closed:
+    a truncated body must not look complete (the request ends with the connection, or its handler
+    answers, or its deadline passes)."""
     try:
         async for chunk in body.iter_any():
             await channel.put((False, chunk))
-    except ConnectionError:
+    except (ConnectionError, BadBody):
         return
     await channel.put(None)
