@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -250,8 +251,11 @@ class Refusal:
 _REFUSAL: Final = Refusal()
 
 
+_NOT_PRINTABLE: Final = re.compile(rb"[^\t\x20-\x7e]")
+
+
 def _printable(value: bytes) -> bool:
-    return all(b == 9 or 32 <= b <= 126 for b in value)
+    return _NOT_PRINTABLE.search(value) is None
 
 
 class Connection(asyncio.Protocol):
