@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -65,6 +66,25 @@ async def test_headers_lower_case_last_wins(http: HttpHarness, worker: III) -> N
     assert data["headers"]["x-token"] == "two"
     assert data["headers"]["x-other"] == "v"
     assert "host" in data["headers"]
+
+
+async def test_header_values_that_are_not_printable_ascii(http: HttpHarness, worker: III) -> None:
+    """§8.3: a header value with a byte outside printable ASCII and tab is ``""`` (its name stays);
+    tabs and printable ASCII pass unchanged. Sent as raw bytes, so no client library rewrites them.
+    (Control characters and DEL never get this far: the parser refuses them with 400.)"""
+    await capture(http, worker, "/hdr")
+    host, port = http.module.address
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        b"GET /hdr HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\nX-High: a\xffb\r\n"
+        b"X-Tab: a\tb ~\r\nConnection: close\r\n\r\n"
+    )
+    reply = await reader.read()
+    writer.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    headers = json.loads(body)["seen"]["headers"]
+    assert (headers["x-latin"], headers["x-high"], headers["x-tab"]) == ("", "", "a\tb ~")
 
 
 async def test_json_body(http: HttpHarness, worker: III) -> None:

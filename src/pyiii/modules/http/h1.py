@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +47,8 @@ from time import time
 from typing import Final
 
 import httptools
+
+from .request import headers_of
 
 log = logging.getLogger("pyiii.http")
 
@@ -251,13 +252,6 @@ class Refusal:
 _REFUSAL: Final = Refusal()
 
 
-_NOT_PRINTABLE: Final = re.compile(rb"[^\t\x20-\x7e]")
-
-
-def _printable(value: bytes) -> bool:
-    return _NOT_PRINTABLE.search(value) is None
-
-
 class Connection(asyncio.Protocol):
     """One client connection: parses requests and answers them in order."""
 
@@ -367,9 +361,7 @@ class Connection(asyncio.Protocol):
         self._in_head = False
         self._head_size = 0
         parser = self.parser
-        headers: dict[str, str] = {}
-        for name, value in self._raw_headers:
-            headers[name.decode("latin-1").lower()] = value.decode("ascii") if _printable(value) else ""
+        headers = headers_of(self._raw_headers)
         length: int | None = None
         text = headers.get("content-length")
         if text is not None:
