@@ -347,3 +347,57 @@ async def test_a_batch_writes_each_key_once_with_its_last_state(tmp_path: Path) 
     stored = [(scope, key) for scope, key, _ in rows]
     assert stored == [("c", "n"), ("s", "first"), ("s", "other"), ("s", "k")]
     assert [pos for _, _, pos in rows[1:]] == [position for _, _, position in before]
+
+
+async def _grows_while_open(adapter: SqliteAdapter, db_file: Path, rows: int) -> int:
+    """Write ``rows`` 1 KiB values in batches; the size the database file (not its WAL) reaches
+    while the store is still open, once the writes are acknowledged (waiting up to a few seconds
+    for a checkpoint that is still running)."""
+    value = b'"' + b"x" * 1024 + b'"'
+    for start in range(0, rows, 50):
+        await asyncio.gather(*(adapter.set("bulk", f"k{i}", value) for i in range(start, start + 50)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    size = db_file.stat().st_size
+    while size < rows * 1024 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        size = db_file.stat().st_size
+    return size
+
+
+async def test_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint (inside a commit) is off; a second connection checkpoints the
+    WAL while the store runs, so the data reaches the database file itself before any close, and
+    another process can read the database meanwhile (no exclusive locking mode)."""
+    adapter = SqliteAdapter(str(tmp_path / "s"))
+    await adapter.open()
+    db_file = tmp_path / "s" / DB_FILE_NAME
+    empty = db_file.stat().st_size
+    size = await _grows_while_open(adapter, db_file, 2000)
+    assert size >= 2000 * 1024 > empty  # the rows are in the database file, not only in the WAL
+    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True) as reader:
+        assert reader.execute("SELECT count(*) FROM state WHERE scope = 'bulk'").fetchone() == (2000,)
+    await adapter.close()
+    assert not (tmp_path / "s" / f"{DB_FILE_NAME}-wal").exists() or (
+        (tmp_path / "s" / f"{DB_FILE_NAME}-wal").stat().st_size == 0
+    )
+
+
+async def test_writer_checkpoints_when_the_checkpointer_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the checkpointer thread (its connection failed), the writer runs a RESTART
+    checkpoint between batches once enough was written: the WAL stays bounded and the store works."""
+
+    def refuse(self: SqliteAdapter) -> None:
+        raise sqlite3.OperationalError("no second connection")
+
+    monkeypatch.setattr(SqliteAdapter, "_open_checkpointer", refuse)
+    adapter = SqliteAdapter(str(tmp_path / "s"))
+    with caplog.at_level(logging.WARNING, logger="pyiii.state"):
+        await adapter.open()
+    assert "no background checkpoints" in caplog.text
+    db_file = tmp_path / "s" / DB_FILE_NAME
+    assert await _grows_while_open(adapter, db_file, 2000) >= 2000 * 1024
+    assert len(await adapter.list_keys("bulk")) == 2000
+    await adapter.close()

@@ -2,9 +2,18 @@
 
 Design:
 
-* **One writer thread** owns the SQLite connection (WAL, ``synchronous=FULL``, exclusive locking so
-  a second engine cannot open the same database). It runs jobs handed over from the event loop and
-  reports back with ``call_soon_threadsafe``.
+* **One writer thread** owns the SQLite connection (WAL, ``synchronous=FULL``). It runs jobs handed
+  over from the event loop and reports back with ``call_soon_threadsafe``. An exclusive ``flock`` on
+  ``<database>.lock`` makes a second engine fail to open the same database (§8.3 rule 7; the kernel
+  drops it when the process dies, ``kill -9`` included).
+* **WAL checkpoints off the commit path.** SQLite's automatic checkpoint runs inside the commit that
+  crosses 1,000 WAL pages and made that commit take about 2 ms instead of 0.1 ms: with two commits
+  per todo that was 0.5 % of commits, and the p99 of everything waiting on a commit (replies and
+  triggers). Here the automatic checkpoint is off and a second thread with its own connection runs
+  ``wal_checkpoint(PASSIVE)`` after every ``CHECKPOINT_AFTER_WRITES`` rows written, concurrently with
+  commits (a passive checkpoint never blocks the writer). If the WAL still grows past
+  ``WAL_RESTART_FRAMES`` (writes faster than checkpoints), the writer itself runs a ``RESTART``
+  checkpoint between two batches.
 * **Group commit.** Writes queue up on the loop; whenever the writer is idle, everything queued goes
   to it as one batch: one transaction, one fsync. Writes arriving meanwhile form the next batch, so a
   commit is never delayed to wait for more writes (§8.3 rule 3). A batch writes one row per key, its
@@ -20,14 +29,17 @@ Design:
 * **Failure.** If a commit fails, its writes fail, and so does every queued write to one of their
   keys (it was computed on top of a write that never happened); nothing of them becomes visible.
 
-``save_interval_ms`` is accepted and unused (§8.3 rule 5): every commit is already durable, and SQLite
-checkpoints the WAL on its own.
+``save_interval_ms`` is accepted and unused (§8.3 rule 5): every commit is already durable, and
+checkpoints follow the amount written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -59,6 +71,15 @@ _DELETE: Final = "DELETE FROM state WHERE scope = ? AND key = ?"
 _SET_CLOCK: Final = "INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)"
 
 _Key = tuple[str, str]
+
+#: Rows written since the last checkpoint after which the checkpointer thread runs one (a row is a
+#: few WAL pages; SQLite's own automatic checkpoint runs every 1,000 pages).
+CHECKPOINT_AFTER_WRITES: Final = 256
+#: WAL frames past which the writer runs a ``RESTART`` checkpoint itself (about 100 MB of 4 KiB pages;
+#: under sustained load the WAL levels off far below: 35 MB at 6,700 todos/s here).
+WAL_RESTART_FRAMES: Final = 25_000
+#: The WAL file is truncated to this size when it restarts.
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
 
 def resolve_db_path(file_path: str, db_file_name: str = DB_FILE_NAME, label: str = "state") -> Path:
@@ -186,18 +207,27 @@ class SqliteAdapter(StateAdapter):
         self._drained: asyncio.Event | None = None
         self._writer: _WriterThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_fd: int | None = None
+        self._checkpointer: _WriterThread | None = None
+        self._checkpointing = False
+        self._since_checkpoint = 0
+        self._restart_wal = False
 
     # -------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
         self.db_path = resolve_db_path(self.file_path, self.db_file_name, self.label)
         self._loop = asyncio.get_running_loop()
+        self._lock_fd = self._take_lock(self.db_path)
         self._writer = _WriterThread(self._loop, f"pyiii-{self.label}-writer")
         try:
             epoch, clock, rows = await self._writer.call(self._open_database)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             await self._writer.stop()
             self._writer = None
+            self._release_lock()
+            if not isinstance(exc, sqlite3.Error):
+                raise
             raise StateStartupError(
                 f"cannot open the {self.label} database {self.db_path}: {exc}"
                 + (" (is another pyiii engine using it?)" if "locked" in str(exc) else "")
@@ -206,16 +236,92 @@ class SqliteAdapter(StateAdapter):
         for scope, key, position, text in rows:
             self._committed.put(scope, key, position, text.encode())
         self._clock = max(clock, self._committed.max_position())
+        self._checkpointer = _WriterThread(self._loop, f"pyiii-{self.label}-checkpointer")
+        try:
+            await self._checkpointer.call(self._open_checkpointer)
+        except sqlite3.Error as exc:  # then the writer's own checkpoint between batches keeps the WAL bounded
+            log.warning("%s store: no background checkpoints (%s)", self.label, exc)
+            await self._checkpointer.stop()
+            self._checkpointer = None
         log.info("%s store %s opened (%d keys)", self.label, self.db_path, len(rows))
+
+    def _take_lock(self, db_path: Path) -> int:
+        """§8.3 rule 7: an exclusive ``flock`` on ``<database>.lock``, held while the store is open."""
+        lock_path = f"{db_path}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateStartupError(f"cannot open the {self.label} database {db_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StateStartupError(
+                f"cannot open the {self.label} database {db_path}: it is locked"
+                " (is another pyiii engine using it?)"
+            ) from None
+        return fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+    def _open_checkpointer(self) -> None:
+        """In the checkpointer thread: its own connection to the database."""
+        assert self._checkpointer is not None
+        conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=0.5)
+        self._checkpointer.connection = conn
+        conn.execute("PRAGMA synchronous=FULL")
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        """In the checkpointer thread: copy committed WAL frames into the database, never blocking
+        the writer. (busy, frames in the WAL, frames checkpointed)."""
+        assert self._checkpointer is not None
+        conn = self._checkpointer.connection
+        if conn is None:
+            return (0, 0, 0)
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return (int(row[0]), int(row[1]), int(row[2]))
+
+    def _maybe_checkpoint(self, written: int) -> None:
+        """On the loop, after a commit: start a background checkpoint once enough was written."""
+        self._since_checkpoint += written
+        if self._checkpointing or self._since_checkpoint < CHECKPOINT_AFTER_WRITES:
+            return
+        if self._checkpointer is None:
+            self._restart_wal = True  # no checkpointer thread: the writer does it between batches
+            self._since_checkpoint = 0
+            return
+        self._checkpointing = True
+        self._since_checkpoint = 0
+        self._checkpointer.submit(self._checkpoint, self._checkpoint_done)
+
+    def _checkpoint_done(self, result: Any, exc: BaseException | None) -> None:
+        self._checkpointing = False
+        if exc is not None:
+            log.warning("%s store: background checkpoint failed: %s", self.label, exc)
+            return
+        _busy, frames, _done = result
+        if frames > WAL_RESTART_FRAMES:
+            self._restart_wal = True
+
+    def _restart(self) -> None:
+        """In the writer thread, between batches: checkpoint everything and restart the WAL."""
+        assert self._writer is not None
+        conn = self._writer.connection
+        if conn is not None:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def _open_database(self) -> tuple[str, int, list[tuple[str, str, int, str]]]:
         """In the writer thread: open, lock, create the schema, load everything (§8.3 rules 6-7)."""
         assert self._writer is not None
         conn = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=0.5)
         self._writer.connection = conn
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it (module docstring)
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
@@ -240,7 +346,20 @@ class SqliteAdapter(StateAdapter):
         if self._committing or self._queue:
             self._drained = asyncio.Event()
             await self._drained.wait()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await checkpointer.stop()  # after its last job: a running checkpoint finishes first
+        with contextlib.suppress(sqlite3.Error):
+            await self._writer.call(self._truncate_wal)
         await self._writer.stop()
+        self._release_lock()
+
+    def _truncate_wal(self) -> None:
+        """In the writer thread, at close: everything into the database, an empty WAL left."""
+        assert self._writer is not None
+        conn = self._writer.connection
+        if conn is not None:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     # -------------------------------------------------------------- reads (committed data only)
 
@@ -301,6 +420,9 @@ class SqliteAdapter(StateAdapter):
 
     def _flush(self) -> None:
         assert self._writer is not None
+        if self._restart_wal:
+            self._restart_wal = False
+            self._writer.submit(self._restart, self._restart_done)
         batch, self._queue = self._queue, []
         self._committing = True
         clock = self._clock
@@ -337,10 +459,15 @@ class SqliteAdapter(StateAdapter):
                 conn.execute("ROLLBACK")
             raise
 
+    def _restart_done(self, _result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.warning("%s store: WAL restart checkpoint failed: %s", self.label, exc)
+
     def _batch_done(self, batch: list[_Write], exc: BaseException | None) -> None:
         """On the loop: publish a committed batch to readers and answer its callers, in order."""
         self._committing = False
         if exc is None:
+            self._maybe_checkpoint(len(batch))
             committed = self._committed
             for write in batch:
                 if write.value is None:
