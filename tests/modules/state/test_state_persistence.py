@@ -349,6 +349,10 @@ async def test_a_batch_writes_each_key_once_with_its_last_state(tmp_path: Path) 
     assert [pos for _, _, pos in rows[1:]] == [position for _, _, position in before]
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
 async def _grows_while_open(adapter: SqliteAdapter, db_file: Path, rows: int) -> int:
     """Write ``rows`` 1 KiB values in batches; the size the database file (not its WAL) reaches
     while the store is still open, once the writes are acknowledged (waiting up to a few seconds
@@ -358,10 +362,10 @@ async def _grows_while_open(adapter: SqliteAdapter, db_file: Path, rows: int) ->
         await asyncio.gather(*(adapter.set("bulk", f"k{i}", value) for i in range(start, start + 50)))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 5.0
-    size = db_file.stat().st_size
+    size = _size(db_file)
     while size < rows * 1024 and loop.time() < deadline:
         await asyncio.sleep(0.05)
-        size = db_file.stat().st_size
+        size = _size(db_file)
     return size
 
 
