@@ -616,3 +616,39 @@ async def test_registerservice_is_accepted_silently(engine_url: str, connect: An
     await worker.barrier()
     assert worker.inbox == []
     assert (await worker.call("engine::functions::list", {}))["result"] == {"functions": []}
+
+
+async def test_a_worker_that_reads_nothing_is_disconnected(
+    engine: Any, engine_url: str, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops reading its socket while calls keep being routed to it does not grow the
+    engine's memory without bound: past ``send_limit`` + ``SEND_BUFFER_SLACK`` unread bytes the
+    engine drops the connection, the calls routed to it fail with invocation_stopped, and other
+    workers carry on."""
+    from pyiii.server import worker_socket
+
+    monkeypatch.setattr(worker_socket, "SEND_BUFFER_SLACK", 2 * MIB)
+    caller = await connect(engine_url)
+    await caller.register("caller")
+    stuck = await connect(engine_url)
+    await stuck.register("stuck")
+    await stuck.register_function("stuck::fn")
+    await stuck.barrier()
+    transport = stuck.ws._conn.transport  # type: ignore[union-attr]
+    transport.pause_reading()  # the worker's process stops reading (a blocked event loop)
+    payload = "x" * (512 * 1024)
+    calls: list[Any] = []
+    # Each round routes 4 MiB of calls to it; the kernel's socket buffers take some tens of MiB,
+    # then the engine's own buffer grows until it passes send_limit + 2 MiB.
+    rounds = 0
+    while engine.peers.get(stuck.worker_id) is not None and rounds < 100:
+        calls += [engine.invoke_future("stuck::fn", {"pad": payload}) for _ in range(8)]
+        rounds += 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    await detached(engine, stuck.worker_id)
+    transport.resume_reading()  # the client sees the connection the engine aborted
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert {getattr(o, "code", o) for o in outcomes} == {"invocation_stopped"}
+    assert rounds < 100  # it stopped well before the loop ran out (about 70 MiB routed here)
+    assert (await caller.call("stuck::fn"))["error"]["code"] == "function_not_found"  # the caller carries on

@@ -51,8 +51,16 @@ class ListenerAuth:
     expose: tuple[Any, ...] = ()
 
 
+#: Bytes the engine holds for a worker beyond one maximal message (its ``send_limit``) before it
+#: treats the worker as stuck: a worker that stops reading its socket (a blocked event loop, say)
+#: while calls keep being routed to it would otherwise grow the engine's memory without bound.
+SEND_BUFFER_SLACK = 64 * 1024 * 1024
+
+
 class RemotePeer(Peer):
-    """A worker connected over WebSocket."""
+    """A worker connected over WebSocket. One that leaves more than ``send_limit`` +
+    :data:`SEND_BUFFER_SLACK` bytes unread in the engine's send buffer is disconnected (the
+    connection is aborted: its calls fail with ``invocation_stopped`` and an SDK reconnects)."""
 
     kind = "remote"
 
@@ -65,6 +73,7 @@ class RemotePeer(Peer):
         #: Data frames go out in one write per loop iteration (pyiii/protocol/wsframes.py); control
         #: frames (ping, pong, close) through aiohttp.
         self._frames = FrameBatch(transport, loop, mask=False)
+        self._transport = transport
         self._closing = False
         self._pong_waiters: list[asyncio.Future[None]] = []
         self.last_pong = loop.time()
@@ -76,8 +85,20 @@ class RemotePeer(Peer):
         data = encode(message)
         if len(data) > self.send_limit:
             raise FrameTooLarge(len(data), self.send_limit)
+        if self._transport.get_write_buffer_size() > self.send_limit + SEND_BUFFER_SLACK:
+            self._stuck()
+            return
         if not self._frames.write(data):
             self._closing = True  # the socket is gone; the read loop runs the cleanup
+
+    def _stuck(self) -> None:
+        log.warning(
+            "worker %s reads nothing: %d bytes wait in its send buffer; disconnecting it",
+            self.display_name,
+            self._transport.get_write_buffer_size(),
+        )
+        self._closing = True
+        self._transport.abort()  # the read loop sees the connection lost and runs the cleanup
 
     def flush(self) -> None:
         """Put the frames sent so far on the socket now (before a close frame)."""
