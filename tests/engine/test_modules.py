@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pyiii import InitOptions, register_worker
+from pyiii import InitOptions, TriggerAction, register_worker
 from pyiii.engine.core import Engine
 from pyiii.engine.invocations import CallContext
 from pyiii.engine.modules import Module, ModuleHost
@@ -209,8 +209,22 @@ class Stalled(Module):
             await asyncio.sleep(0)
             return "in time"
 
+        async def fail(data: Any, ctx: CallContext) -> Any:
+            if data.get("later"):
+                await asyncio.sleep(0)
+            raise InvocationError(
+                "stalled_failed", f"failed for {ctx.caller.display_name if ctx.caller else '?'}"
+            )
+
+        async def record(data: Any, ctx: CallContext) -> Any:
+            self.recorded.append((data, ctx.caller is not None, ctx.traceparent))
+            return None
+
+        self.recorded: list[Any] = []
         host.register_function("stalled::wait", wait)
         host.register_function("stalled::quick", quick)
+        host.register_function("stalled::fail", fail)
+        host.register_function("stalled::record", record)
 
 
 async def test_built_in_call_is_under_invocation_timeout() -> None:
@@ -241,6 +255,54 @@ async def test_built_in_call_is_under_invocation_timeout() -> None:
         assert await iii.trigger_async({"function_id": "stalled::quick", "payload": {}}) == "in time"
         assert len(engine._deadlines) == 0
         assert iii._pending == {}
+    finally:
+        iii.shutdown()
+        await engine.stop()
+
+
+async def test_in_process_calls_of_built_ins() -> None:
+    """An in-process worker's call of a built-in goes straight into the engine
+    (``InProcessTransport.direct_call``) and behaves as the message path does: the client's own
+    ``timeout_ms`` bounds a built-in that suspends (TIMEOUT, late result dropped, nothing left
+    pending); failures carry the built-in's code and message with the call's function and a fresh
+    invocation id, whether the built-in failed at once or after suspending; a Void call returns None
+    and runs with the caller's identity and trace context."""
+    from pyiii.engine.core import EngineSettings
+    from pyiii.sdk.logger import current_traceparent
+
+    engine = Engine(EngineSettings(invocation_timeout_ms=30_000))
+    stalled = Stalled()
+    engine.add_module(stalled)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        with pytest.raises(InvocationError) as timed_out:
+            await iii.trigger_async({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 50})
+        assert (timed_out.value.code, timed_out.value.function_id) == ("TIMEOUT", "stalled::wait")
+        assert timed_out.value.invocation_id and iii._pending == {}
+
+        for later in (False, True):
+            with pytest.raises(InvocationError) as failed:
+                await iii.trigger_async({"function_id": "stalled::fail", "payload": {"later": later}})
+            error = failed.value
+            assert (error.code, error.message, error.function_id) == (
+                "stalled_failed",
+                "failed for w",
+                "stalled::fail",
+            )
+            assert error.invocation_id, later
+
+        token = current_traceparent.set("00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+        try:
+            void = {"function_id": "stalled::record", "payload": {"n": 1}, "action": TriggerAction.Void()}
+            assert await iii.trigger_async(void) is None
+        finally:
+            current_traceparent.reset(token)
+        assert stalled.recorded == [({"n": 1}, True, "00-" + "a" * 32 + "-" + "b" * 16 + "-01")]
+
+        stalled.release.set()  # the timed-out call's late result arrives now and goes nowhere
+        await asyncio.sleep(0.05)
+        assert iii._pending == {} and len(engine._deadlines) == 0
     finally:
         iii.shutdown()
         await engine.stop()

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from msgspec import UNSET, Raw
 
@@ -109,6 +109,10 @@ class EnqueueRequest:
 
 
 EngineEventListener = Callable[[str, dict[str, Any]], None]
+
+
+#: :meth:`Engine.call_builtin`: the call is not for the short path (the caller sends the message).
+NOT_BUILTIN: Final = object()
 
 
 class _BuiltinCall:
@@ -1089,6 +1093,35 @@ class Engine:
         future: asyncio.Future[Any] = self.loop.create_future()
         meta = UNSET if metadata is None else metadata
         self._dispatch(entry, data, meta, None, None, None, None, future, namespace)
+        return future
+
+    def call_builtin(
+        self,
+        peer: Peer,
+        function_id: str,
+        data: Any,
+        namespace: str | None,
+        traceparent: str | None,
+        void: bool,
+    ) -> asyncio.Future[Any] | object | None:
+        """An in-process worker's call of a built-in function without the message objects: what
+        ``invokefunction`` from ``peer`` does (§4.1), for the common case only. Returns the call's
+        future (``None`` for Void), or :data:`NOT_BUILTIN` when the message path must take the call
+        (an authorizer to ask, a blank namespace, no built-in of that id): nothing was done then.
+
+        The built-in runs eagerly as on the message path; its future is done on return unless it
+        suspended (a durable write waits for its commit), and fails with :class:`InvocationError`."""
+        if peer.authorizer is not None or not peer.live:
+            return NOT_BUILTIN
+        if namespace is None:
+            namespace = DEFAULT_NS
+        elif _blank(namespace):
+            return NOT_BUILTIN
+        entry = self.functions.resolve(namespace, function_id)
+        if entry is None or entry.builtin is None:
+            return NOT_BUILTIN
+        future = None if void else self.loop.create_future()
+        self._dispatch(entry, data, UNSET, traceparent, None, peer, None, future, namespace)
         return future
 
     def invoke_void(

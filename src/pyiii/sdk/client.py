@@ -250,6 +250,9 @@ class III:
         self._deadlines = Deadlines(loop, self._expire)
         self._transport = transport
         self._new_id = transport.new_invocation_id
+        #: In-process only: built-in calls straight into the engine (InProcessTransport.direct_call).
+        self._direct: Callable[..., Any] | None = getattr(transport, "direct_call", None)
+        self._not_direct: Any = getattr(transport, "NOT_DIRECT", None)
         self._channel_base = transport.channel_base_url()
         self._dispatch: dict[type, Callable[[Any], None]] = {
             InvocationResult: self._on_result,
@@ -647,6 +650,11 @@ class III:
         return True
 
     def _send_quietly(self, message: InvokeFunction) -> None:
+        direct = self._direct
+        if direct is not None and self._transport.connected:
+            function_id, data = message.function_id, message.data
+            if direct(function_id, data, "default", None, True) is not self._not_direct:
+                return
         try:
             self._send_call(message, None)
         except Exception as exc:
@@ -684,11 +692,22 @@ class III:
             raise _copy_error(self._auth_failure, None)
         if payload.__class__ not in _PLAIN_TYPES:
             payload = jsonable(payload)
+        if namespace is None:  # §10.5 rule 4 (inlined call_namespace: this is the hot path)
+            namespace = "default" if function_id.startswith(_DEFAULT_NS_PREFIXES) else self._namespace
+        if self._direct is not None and metadata is None and self._transport.connected:
+            # In-process: a built-in is called straight into the engine (InProcessTransport.direct_call);
+            # an Enqueue action, metadata or a worker's function take the message path below.
+            void = action is not None
+            if void:
+                wire = _wire_action(action)
+                void = isinstance(wire, dict) and wire.get("type") == "void"
+            if action is None or void:
+                outcome = self._direct(function_id, payload, namespace, current_traceparent.get(), void)
+                if outcome is not self._not_direct:
+                    return None if void else self._direct_result(outcome, function_id, timeout_ms)
         message = InvokeFunction(function_id=function_id, data=payload)
         if metadata is not None:
             message.metadata = metadata
-        if namespace is None:  # §10.5 rule 4 (inlined call_namespace: this is the hot path)
-            namespace = "default" if function_id.startswith(_DEFAULT_NS_PREFIXES) else self._namespace
         if namespace is not None:
             message.namespace = namespace
         traceparent = current_traceparent.get()
@@ -728,6 +747,52 @@ class III:
                 invocation_id,
             ) from None
         return future
+
+    def _direct_result(
+        self, outcome: asyncio.Future[Any], function_id: str, timeout_ms: int | None
+    ) -> asyncio.Future[Any]:
+        """The future of a built-in call made by :meth:`InProcessTransport.direct_call`: the engine's
+        own when it is done (awaiting it takes no loop turn), else one under this client's
+        ``timeout_ms`` like a sent call, settled from the engine's."""
+        if outcome.done():
+            if outcome.cancelled() or outcome.exception() is None:
+                return outcome
+            failed: asyncio.Future[Any] = self._loop.create_future()
+            failed.set_exception(self._direct_error(outcome.exception(), function_id, self._new_id()))
+            return failed
+        invocation_id = self._new_id()
+        future = self._loop.create_future()
+        timeout_ms = timeout_ms or self._timeout_ms
+        pending = _Pending(future, function_id, invocation_id, timeout_ms, self._gen)
+        self._pending[invocation_id] = pending
+        pending.slot = self._deadlines.add(invocation_id, timeout_ms / 1000, pending)
+        outcome.add_done_callback(lambda done: self._direct_done(pending, done))
+        return future
+
+    def _direct_done(self, pending: _Pending, outcome: asyncio.Future[Any]) -> None:
+        """The engine answered a suspended direct call (see :meth:`_on_result`)."""
+        if self._pending.pop(pending.invocation_id, None) is None:
+            return  # timed out or failed by a disconnect already
+        self._deadlines.remove(pending.slot, pending.invocation_id)
+        future = pending.future
+        if future.done():
+            return
+        if outcome.cancelled():
+            future.set_exception(_error(codes.INVOCATION_STOPPED, "Invocation stopped", pending))
+        elif outcome.exception() is not None:
+            future.set_exception(
+                self._direct_error(outcome.exception(), pending.function_id, pending.invocation_id)
+            )
+        else:
+            future.set_result(outcome.result())
+
+    @staticmethod
+    def _direct_error(exc: BaseException | None, function_id: str, invocation_id: str) -> BaseException:
+        """An engine failure as a sent call would raise it: code, message and stack trace of the
+        engine's answer, with this call's function and invocation ids."""
+        if isinstance(exc, InvocationError):
+            return InvocationError(exc.code, exc.message, function_id, exc.stacktrace, invocation_id)
+        return exc if exc is not None else InvocationError(codes.UNKNOWN, "no result", function_id)
 
     def _expire(self, invocation_id: str, pending: _Pending) -> None:
         if self._pending.pop(invocation_id, None) is not None and not pending.future.done():
