@@ -405,3 +405,54 @@ async def test_writer_checkpoints_when_the_checkpointer_cannot_start(
     assert await _grows_while_open(adapter, db_file, 2000) >= 2000 * 1024
     assert len(await adapter.list_keys("bulk")) == 2000
     await adapter.close()
+
+
+def _old_schema_database(path: Path, rows: list[tuple[str, str, int, str]], clock: int) -> None:
+    """A database in the schema pyiii wrote before rows were keyed by position."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(
+            "CREATE TABLE state (scope TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL,"
+            " value TEXT NOT NULL, PRIMARY KEY (scope, key))"
+        )
+        db.execute("CREATE INDEX state_by_pos ON state (scope, pos)")
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("epoch", "e" * 32), ("clock", str(clock))])
+        db.executemany("INSERT INTO state (scope, key, pos, value) VALUES (?, ?, ?, ?)", rows)
+
+
+async def test_a_database_of_the_earlier_schema_is_converted(tmp_path: Path) -> None:
+    """A database written before rows were keyed by position opens with every key, value and list
+    position (§8.3 rule 2), keeps its epoch, and takes new writes after the old positions; two rows
+    that share a position (a hand-edited file) both survive, the later one keeping it."""
+    db_file = tmp_path / "s" / DB_FILE_NAME
+    rows = [
+        ("todos", "a", 3, '{"n":1}'),
+        ("todos", "b", 5, '{"n":2}'),
+        ("todo-metrics", "global", 4, '{"total":2}'),
+        ("other", "x", 7, '"x"'),
+        ("other", "y", 7, '"y"'),  # shares position 7 with x
+    ]
+    _old_schema_database(db_file, rows, clock=7)
+    adapter = SqliteAdapter(str(tmp_path / "s"))
+    await adapter.open()
+    assert adapter.epoch == "e" * 32
+    assert await adapter.list_after("todos", 0, 10) == [("a", b'{"n":1}', 3), ("b", b'{"n":2}', 5)]
+    assert await adapter.get("todo-metrics", "global") == b'{"total":2}'
+    others = await adapter.list_after("other", 0, 10)
+    assert [(key, value) for key, value, _ in others] == [("y", b'"y"'), ("x", b'"x"')]
+    assert others[0][2] == 7 and others[1][2] > 7
+    await adapter.set("todos", "c", b'{"n":3}')
+    await adapter.close()
+
+    reopened = SqliteAdapter(str(tmp_path / "s"))
+    await reopened.open()
+    listed = await reopened.list_after("todos", 0, 10)
+    assert [key for key, _, _ in listed] == ["a", "b", "c"]
+    assert listed[2][2] > others[1][2]  # new keys come after every converted position
+    assert await reopened.list_after("other", 0, 10) == others
+    await reopened.close()
+    with sqlite3.connect(db_file) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert "state_v1" not in tables and "state_by_pos" not in tables
