@@ -229,6 +229,11 @@ def test_ws_close_frame() -> None:
     # A control frame's payload is at most 125 bytes: the reason is cut to 123.
     long = ws_close_frame(1011, b"r" * 200)
     assert long == b"\x88\x7d\x03\xf3" + b"r" * 123
+    # ... at a character boundary: the reason must stay valid UTF-8 (a client fails the connection
+    # otherwise). 61 two-byte characters and one more: byte 123 would split the 62nd.
+    cut = ws_close_frame(1011, ("é" * 62).encode())
+    assert cut == b"\x88\x7c\x03\xf3" + ("é" * 61).encode()
+    assert cut[4:].decode("utf-8") == "é" * 61
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,8 +49,11 @@ def ws_text_frame(payload: bytes) -> bytes:
 
 
 def ws_close_frame(code: int, reason: bytes = b"") -> bytes:
-    """An unmasked Close frame with ``code`` and ``reason`` (RFC 6455 §5.5.1; reason under 124 bytes)."""
-    body = struct.pack("!H", code) + reason[:123]
+    """An unmasked Close frame with ``code`` and ``reason`` (RFC 6455 §5.5.1: a reason of at most
+    123 bytes of UTF-8; a longer one is cut at a character boundary, never inside a character)."""
+    if len(reason) > 123:
+        reason = reason[:123].decode("utf-8", "ignore").encode()
+    body = struct.pack("!H", code) + reason
     return _LEN1(0x88, len(body)) + body
 
 
