@@ -580,3 +580,34 @@ async def test_shutdown_aborts_what_is_left(make_listener: MakeListener, open_ra
     await asyncio.wait_for(listener.shutdown(0.1), TIMEOUT_S * TIME_FACTOR)
     assert await stuck.closed_by_server()
     assert not listener.connections
+
+
+async def test_closed_connections_are_freed_without_a_garbage_collection(
+    http: HttpHarness, worker: III, open_raw: OpenRaw
+) -> None:
+    """A keep-alive connection the client closed after its answers leaves no reference cycle behind
+    (the parser's callbacks, request bodies, the task): it and what its requests held are freed by
+    reference counting at once, not whenever the cyclic garbage collector next runs."""
+    import gc
+    import weakref
+
+    await http.route(worker, "f::echo", echo, "/echo")
+    listener = http.module._listener
+    assert listener is not None
+    gc.disable()
+    try:
+        conn = await open_raw(http.module.address)
+        for n in range(3):
+            await conn.send(request("GET", f"/echo?n={n}"))
+            assert (await conn.response()).status == 200
+        (server_side,) = listener.connections
+        freed = weakref.ref(server_side)
+        del server_side
+        conn.close()
+        for _ in range(200):
+            if not listener.connections and freed() is None:
+                break
+            await asyncio.sleep(0.01)
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -252,6 +252,13 @@ class Refusal:
 _REFUSAL: Final = Refusal()
 
 
+class _NoCallbacks:
+    """The callback target of the parser a closed connection is left with (it is never fed)."""
+
+
+_CLOSED_PARSER: Final = httptools.HttpRequestParser(_NoCallbacks())
+
+
 class Connection(asyncio.Protocol):
     """One client connection: parses requests and answers them in order."""
 
@@ -298,7 +305,13 @@ class Connection(asyncio.Protocol):
         task = self._task
         if task is not None and not task.done():
             task.cancel()  # the client went away: end its request (§8.5 rule 3)
+        else:
+            self._queue.clear()
         self._wake()
+        # The parser refers back to this connection: without the cycle, a closed connection and
+        # what it holds are freed at once instead of waiting for a garbage collection.
+        self._stop_parsing = True
+        self.parser = _CLOSED_PARSER
         writable = self._writable
         if writable is not None and not writable.done():
             writable.set_result(None)
@@ -489,6 +502,10 @@ class Connection(asyncio.Protocol):
                     break
         finally:
             self.close()
+            # No cycles back to this connection (requests through their bodies; the task through the
+            # traceback of its cancellation), so it is freed as soon as nothing else holds it.
+            self._queue.clear()
+            self._task = None
 
     def _reusable(self, request: Request) -> bool:
         """Whether the connection may serve another request after ``request``'s response."""

@@ -234,6 +234,8 @@ class _WriterThread:
                 self._loop.call_soon_threadsafe(done, result, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 break
+            # Not kept alive while waiting for the next job (the last batch and its futures).
+            item = job = done = result = error = None
         self._close_connection()
 
 
