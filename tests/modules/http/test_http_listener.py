@@ -582,16 +582,25 @@ async def test_shutdown_aborts_what_is_left(make_listener: MakeListener, open_ra
     assert not listener.connections
 
 
+@pytest.mark.parametrize("mid_request", [False, True])
 async def test_closed_connections_are_freed_without_a_garbage_collection(
-    http: HttpHarness, worker: III, open_raw: OpenRaw
+    http: HttpHarness, worker: III, open_raw: OpenRaw, mid_request: bool
 ) -> None:
-    """A keep-alive connection the client closed after its answers leaves no reference cycle behind
-    (the parser's callbacks, request bodies, the task): it and what its requests held are freed by
-    reference counting at once, not whenever the cyclic garbage collector next runs."""
+    """A connection the client closed, after its answers or while its handler runs, leaves no
+    reference cycle behind (the parser's callbacks, request bodies, the cancelled task and its
+    traceback): it and what its requests held (channels, payloads) are freed by reference counting
+    at once, not whenever the cyclic garbage collector next runs."""
     import gc
     import weakref
 
+    release = asyncio.Event()
+
+    async def hang(data: Any) -> Any:
+        await release.wait()
+        return "late"
+
     await http.route(worker, "f::echo", echo, "/echo")
+    await http.route(worker, "f::hang", hang, "/hang")
     listener = http.module._listener
     assert listener is not None
     gc.disable()
@@ -603,11 +612,20 @@ async def test_closed_connections_are_freed_without_a_garbage_collection(
         (server_side,) = listener.connections
         freed = weakref.ref(server_side)
         del server_side
+        if mid_request:
+            await conn.send(request("GET", "/hang"))
+            for _ in range(200):
+                if http.server.channels.channels:
+                    break
+                await asyncio.sleep(0.01)
+            assert http.server.channels.channels  # the handler is running
         conn.close()
         for _ in range(200):
             if not listener.connections and freed() is None:
                 break
             await asyncio.sleep(0.01)
         assert freed() is None
+        assert not http.server.channels.channels
     finally:
         gc.enable()
+        release.set()

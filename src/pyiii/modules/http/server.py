@@ -190,16 +190,19 @@ class HttpServer:
         try:
             if preflight:  # §14: answered here, never routed
                 return resp.Reply(200)
-            task = asyncio.current_task(self.loop)
-            slot = self.deadlines.add(state, self.timeout_s, task)
+            slot = self.deadlines.add(state, self.timeout_s, asyncio.current_task(self.loop))
             try:
                 return await self._pipeline(request, state)
             except asyncio.CancelledError:
                 # The deadline cancels the task at the await it is suspended in, which is inside
-                # the pipeline; any other cancellation (the client went away) propagates.
-                if state.expired and task is not None:
-                    task.uncancel()
-                    return resp.timeout(state.middleware_pending)
+                # the pipeline; any other cancellation (the client went away) propagates. (The task
+                # is not kept in a local: the propagating error's traceback holds this frame, and
+                # the task holds the error, a cycle that kept the request alive after the client left.)
+                if state.expired:
+                    task = asyncio.current_task(self.loop)
+                    if task is not None:
+                        task.uncancel()
+                        return resp.timeout(state.middleware_pending)
                 raise
             finally:
                 self.deadlines.remove(slot, state)
