@@ -874,15 +874,18 @@ class Engine:
         if call.settled:
             return
         call.settled = True
-        ms = self.settings.invocation_timeout_ms
         self._fail(
             call.caller,
             call.caller_inv_id,
             call.future,
             call.function_id,
             codes.INVOCATION_TIMEOUT,
-            f"Invocation of {call.function_id} timed out after {ms} ms",
+            self._timeout_message(call.function_id),
         )
+
+    def _timeout_message(self, function_id: str) -> str:
+        """§4.5: the message of an ``invocation_timeout`` answer."""
+        return f"Invocation of {function_id} timed out after {self.settings.invocation_timeout_ms} ms"
 
     def _on_result(self, peer: Peer, msg: Any) -> None:
         pending = self.pending.pop(msg.invocation_id, None)
@@ -933,10 +936,7 @@ class Engine:
         if pending is None:
             return
         pending.target.inflight.pop(tid, None)
-        ms = self.settings.invocation_timeout_ms
-        self._settle_error(
-            pending, codes.INVOCATION_TIMEOUT, f"Invocation of {pending.function_id} timed out after {ms} ms"
-        )
+        self._settle_error(pending, codes.INVOCATION_TIMEOUT, self._timeout_message(pending.function_id))
 
     def _settle_error(self, pending: Pending, code: str, message: str) -> None:
         self._deadlines.remove(pending.slot, pending.id)

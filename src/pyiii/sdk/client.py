@@ -643,18 +643,16 @@ class III:
         Thread-safe and non-blocking. False when not connected (the logger then falls back)."""
         if self._closed or self._state != "connected":
             return False
-        message = InvokeFunction(
-            function_id=f"engine::log::{level}", data=payload, action=VOID, namespace="default"
-        )
-        self._call_soon(self._send_quietly, message)
+        self._call_soon(self._send_log, f"engine::log::{level}", payload)
         return True
 
-    def _send_quietly(self, message: InvokeFunction) -> None:
+    def _send_log(self, function_id: str, payload: dict[str, Any]) -> None:
+        """On the loop: the log call straight into an in-process engine, else as a Void message."""
         direct = self._direct
         if direct is not None and self._transport.connected:
-            function_id, data = message.function_id, message.data
-            if direct(function_id, data, "default", None, True) is not self._not_direct:
+            if direct(function_id, payload, "default", None, True) is not self._not_direct:
                 return
+        message = InvokeFunction(function_id=function_id, data=payload, action=VOID, namespace="default")
         try:
             self._send_call(message, None)
         except Exception as exc:

@@ -498,7 +498,7 @@ class Connection(asyncio.Protocol):
                     break
                 queue.popleft()
                 self.maybe_resume()
-                if not self._reusable(item):
+                if not item.keep_alive:  # the response said Connection: close (keep_alive_for)
                     break
         finally:
             self.close()
@@ -507,19 +507,9 @@ class Connection(asyncio.Protocol):
             self._queue.clear()
             self._task = None
 
-    def _reusable(self, request: Request) -> bool:
-        """Whether the connection may serve another request after ``request``'s response."""
-        body = request.body
-        return (
-            request.keep_alive
-            and (body is None or body.done)
-            and not self.closed
-            and not self.listener.closing
-            and not (self._stop_parsing and not self._queue)
-        )
-
     def keep_alive_for(self, request: Request) -> bool:
-        """Decided when a response starts: its ``Connection`` header follows this."""
+        """Decided when a response starts: its ``Connection`` header follows this, and a response
+        that closes sets ``request.keep_alive`` to False, which ends the connection after it."""
         body = request.body
         return (
             request.keep_alive

@@ -18,8 +18,8 @@ Design:
   memory maps keys to positions. Databases of the earlier schema are converted on open.
 * **Group commit.** Writes queue up on the loop; whenever the writer is idle, everything queued goes
   to it as one batch: one transaction, one fsync. Writes arriving meanwhile form the next batch, so a
-  commit is never delayed to wait for more writes (§8.3 rule 3). A batch writes one row per key, its
-  last state (a hot counter updated 20 times in a batch costs one row, not 20).
+  commit is never delayed to wait for more writes (§8.3 rule 3). A batch writes each row (position)
+  once, in its last state (a hot counter updated 20 times in a batch costs one row, not 20).
 * **Computing on the loop.** A write is computed (previous value, new value, position) on the event
   loop against the newest state of its key: the latest queued write if any (the *overlay*), else the
   committed data. Being synchronous, that is atomic per key, and a batch applies its writes in
@@ -162,6 +162,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if clock is None or int(clock[0]) < top:
             conn.execute(_SET_CLOCK, (str(top),))
     conn.execute("DROP TABLE state_v1")
+
+
+def _wal_checkpoint(conn: sqlite3.Connection | None, mode: str) -> tuple[int, int, int]:
+    """``PRAGMA wal_checkpoint(<mode>)`` on ``conn``: (busy, frames in the WAL, frames checkpointed);
+    zeros when the connection is already closed."""
+    if conn is None:
+        return (0, 0, 0)
+    busy, frames, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return (int(busy), int(frames), int(done))
 
 
 def _drop_duplicates(
@@ -331,13 +340,9 @@ class SqliteAdapter(StateAdapter):
 
     def _checkpoint(self) -> tuple[int, int, int]:
         """In the checkpointer thread: copy committed WAL frames into the database, never blocking
-        the writer. (busy, frames in the WAL, frames checkpointed)."""
+        the writer."""
         assert self._checkpointer is not None
-        conn = self._checkpointer.connection
-        if conn is None:
-            return (0, 0, 0)
-        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return (int(row[0]), int(row[1]), int(row[2]))
+        return _wal_checkpoint(self._checkpointer.connection, "PASSIVE")
 
     def _maybe_checkpoint(self, written: int) -> None:
         """On the loop, after a commit: start a background checkpoint once enough was written."""
@@ -364,9 +369,7 @@ class SqliteAdapter(StateAdapter):
     def _restart(self) -> None:
         """In the writer thread, between batches: checkpoint everything and restart the WAL."""
         assert self._writer is not None
-        conn = self._writer.connection
-        if conn is not None:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        _wal_checkpoint(self._writer.connection, "RESTART")
 
     def _open_database(self) -> tuple[str, int, list[tuple[str, str, int, str]]]:
         """In the writer thread: open, lock, create the schema, load everything (§8.3 rules 6-7)."""
@@ -414,9 +417,7 @@ class SqliteAdapter(StateAdapter):
     def _truncate_wal(self) -> None:
         """In the writer thread, at close: everything into the database, an empty WAL left."""
         assert self._writer is not None
-        conn = self._writer.connection
-        if conn is not None:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        _wal_checkpoint(self._writer.connection, "TRUNCATE")
 
     # -------------------------------------------------------------- reads (committed data only)
 
