@@ -306,3 +306,62 @@ async def test_in_process_calls_of_built_ins() -> None:
     finally:
         iii.shutdown()
         await engine.stop()
+
+
+class Committing(Module):
+    """``commit::write`` waits for a future the test resolves, as a local store's write waits for its
+    commit; registered ``taskless``."""
+
+    name = "committing"
+
+    def __init__(self) -> None:
+        self.commits: list[asyncio.Future[Any]] = []
+
+    async def start(self, host: ModuleHost) -> None:
+        async def write(data: Any, ctx: CallContext) -> Any:
+            commit: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.commits.append(commit)
+            outcome = await commit
+            if outcome == "fail":
+                raise InvocationError("commit_failed", "the commit failed")
+            return {"written": data, "outcome": outcome}
+
+        host.register_function("commit::write", write, taskless=True)
+
+
+async def test_taskless_built_in_finishes_from_its_futures_callbacks() -> None:
+    """A built-in registered ``taskless`` that suspends is finished without a task (no task exists
+    while it waits) and answers as any built-in does: its result, its error after the suspension, and
+    invocation_timeout when it waits too long (its late result is dropped)."""
+    from pyiii.engine.core import EngineSettings
+
+    engine = Engine(EngineSettings(invocation_timeout_ms=200))
+    module = Committing()
+    engine.add_module(module)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        tasks_before = len(asyncio.all_tasks())
+        call = iii._start_call({"function_id": "commit::write", "payload": {"n": 1}})
+        assert call is not None and not call.done() and len(module.commits) == 1
+        assert len(asyncio.all_tasks()) == tasks_before
+        module.commits[0].set_result("ok")
+        assert await call == {"written": {"n": 1}, "outcome": "ok"}
+
+        failing = iii._start_call({"function_id": "commit::write", "payload": {}})
+        assert failing is not None
+        module.commits[1].set_result("fail")
+        with pytest.raises(InvocationError) as failed:
+            await failing
+        assert (failed.value.code, failed.value.message) == ("commit_failed", "the commit failed")
+
+        # a commit that outlasts invocation_timeout_ms
+        with pytest.raises(InvocationError) as timed_out:
+            await iii.trigger_async({"function_id": "commit::write", "payload": {}, "timeout_ms": 10_000})
+        assert timed_out.value.code == "invocation_timeout"
+        module.commits[2].set_result("late")  # goes nowhere
+        await asyncio.sleep(0.01)
+        assert len(engine._deadlines) == 0 and iii._pending == {}
+    finally:
+        iii.shutdown()
+        await engine.stop()

@@ -513,10 +513,12 @@ class Engine:
         metadata: Any = None,
         request_format: Any = None,
         response_format: Any = None,
+        taskless: bool = False,
     ) -> FunctionEntry:
         """The module seam's ``register_function``: a built-in lives in ``default`` and is reserved there."""
         entry = self.functions.add_owner(DEFAULT_NS, function_id, peer)
         entry.builtin = handler
+        entry.taskless = taskless
         entry.description = description
         entry.metadata = metadata
         entry.request_format = request_format
@@ -797,7 +799,9 @@ class Engine:
             )
             # Run eagerly up to its first suspension: most built-ins (stream::send, engine::log::*)
             # finish without one, and a task per call was a measurable share of the engine's time
-            # (bench/RESULTS.md, todo_e2e). Only what remains after a suspension becomes a task.
+            # (bench/RESULTS.md, todo_e2e). What remains after a suspension becomes a task, or for
+            # a taskless built-in (a local store's write waiting for its commit) runs on from the
+            # awaited futures' callbacks.
             # Someone waits for the answer: the call is under invocation_timeout_ms like any other
             # (§4.5 rule 1), once it suspends. A Void call waits for nobody and needs no record.
             waiting = _BuiltinCall(caller, caller_inv_id, future, fid) if caller_inv_id or future else None
@@ -805,7 +809,10 @@ class Engine:
             if rest is not None:
                 if waiting is not None:
                     waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
-                self.spawn(finish(rest))
+                if entry.taskless:
+                    rest.drive()
+                else:
+                    self.spawn(finish(rest))
             return
         target = entry.pick_owner()
         if target is None:

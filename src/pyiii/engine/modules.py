@@ -60,7 +60,11 @@ class ModuleHost:
         metadata: Any = None,
         request_format: Any = None,
         response_format: Any = None,
+        taskless: bool = False,
     ) -> None:
+        """``taskless``: the handler awaits nothing but futures and never needs a task of its own
+        (``asyncio.current_task``, ``asyncio.timeout``); the engine then finishes a suspended call
+        from the futures' callbacks instead of a task (``pyiii._eager.Resume.drive``)."""
         self.engine.register_builtin_function(
             self.peer,
             function_id,
@@ -69,6 +73,7 @@ class ModuleHost:
             metadata=metadata,
             request_format=request_format,
             response_format=response_format,
+            taskless=taskless,
         )
 
     def register_trigger_type(

@@ -34,6 +34,7 @@ class FunctionEntry:
         "request_format",
         "response_format",
         "rr",
+        "taskless",
     )
 
     def __init__(self, namespace: str, function_id: str) -> None:
@@ -46,6 +47,8 @@ class FunctionEntry:
         self.response_format: Any = None
         #: In-process implementation of a built-in module's function (None for worker functions).
         self.builtin: BuiltinHandler | None = None
+        #: The built-in awaits nothing but futures (see ``Resume.drive``): finished without a task.
+        self.taskless = False
         self.rr = 0
 
     def pick_owner(self) -> Peer | None:

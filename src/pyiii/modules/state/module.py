@@ -118,8 +118,11 @@ class StateModule(Module):
             LIST_ENTRIES: self._list_entries,
             LIST_GROUPS: self._list_groups,
         }
+        taskless = self.adapter.awaits_only_futures
         for function_id, handler in handlers.items():
-            host.register_function(function_id, handler, description=DESCRIPTIONS[function_id])
+            host.register_function(
+                function_id, handler, description=DESCRIPTIONS[function_id], taskless=taskless
+            )
         host.register_function(ON_CONFIG_CHANGE, self._on_config_change, metadata={"internal": True})
 
     async def idle(self) -> None:

@@ -174,6 +174,8 @@ class StateTriggers:
         self._any: dict[str, StateTrigger] = {}
         self._count = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The running call of each callback-driven drain (:class:`_Drain`).
+        self._calls: set[asyncio.Future[Any]] = set()
         self._eager_depth = 0
         #: ``trigger_timeout_ms`` per call on the shared 10 ms wheel (an ``asyncio.timeout`` per
         #: delivery was 5 % of the todo benchmark's engine time); expired calls are cancelled.
@@ -282,14 +284,19 @@ class StateTriggers:
             queue.append(payload)
             return
         queue = trigger.queues[scope_key] = deque((payload,))
+        if trigger.config.condition_function_id is None:
+            # The common case: each event is one call, driven by its future's done-callback (no
+            # coroutine and no task per event). The call is on its way to the handler's worker in
+            # this loop iteration (one process wake-up less per event with a remote worker); §7.5
+            # rule 3 allows a handler to start before or after the writer's reply.
+            _Drain(self, trigger, scope_key, queue).deliver()
+            return
         drain = self._drain(trigger, scope_key, queue)
         if self._eager_depth >= _MAX_EAGER_DEPTH:  # a chain of handlers writing in-process: no deeper
             self._track(self._engine.loop.create_task(drain))
             return
-        # The first delivery starts now, up to its first suspension (the call is on its way to the
-        # handler's worker in this loop iteration instead of the next one: one process wake-up less
-        # per event with a remote worker); the rest runs as a task. §7.5 rule 3 allows a handler to
-        # start before or after the writer's reply.
+        # With a condition, the first delivery starts now, up to its first suspension; the rest
+        # runs as a task.
         self._eager_depth += 1
         try:
             rest = start_eagerly(drain)
@@ -347,20 +354,34 @@ class StateTriggers:
 
     async def _call(self, function_id: str, payload: Any, namespace: str, metadata: Any) -> Any:
         """One call under ``trigger_timeout_ms``; raises ``TimeoutError`` when it expires."""
-        timeout_ms = self._live.trigger_timeout_ms
-        call = self._engine.invoke_future(function_id, payload, namespace=namespace, metadata=metadata)
-        if not timeout_ms:
-            return await call
-        slot = self._deadlines.add(call, timeout_ms / 1000, None)
+        call, slot = self._start_call(function_id, payload, namespace, metadata)
         try:
             return await call
         except asyncio.CancelledError:
-            if call in self._expired:  # our deadline, not a cancellation of this task
+            if self._expired_call(call, slot):  # our deadline, not a cancellation of this task
                 raise TimeoutError from None
             raise
         finally:
-            self._deadlines.remove(slot, call)
+            self._expired_call(call, slot)
+
+    def _start_call(
+        self, function_id: str, payload: Any, namespace: str, metadata: Any
+    ) -> tuple[asyncio.Future[Any], int | None]:
+        """Dispatch one call; the future is cancelled once ``trigger_timeout_ms`` passes."""
+        timeout_ms = self._live.trigger_timeout_ms
+        call = self._engine.invoke_future(function_id, payload, namespace=namespace, metadata=metadata)
+        slot = self._deadlines.add(call, timeout_ms / 1000, None) if timeout_ms and not call.done() else None
+        return call, slot
+
+    def _expired_call(self, call: asyncio.Future[Any], slot: int | None) -> bool:
+        """Forget a finished call's deadline; whether the deadline is what cancelled it."""
+        if slot is None:
+            return False
+        self._deadlines.remove(slot, call)
+        if call in self._expired:
             self._expired.discard(call)
+            return True
+        return False
 
     def _expire_call(self, call: asyncio.Future[Any], _value: None) -> None:
         if not call.done():
@@ -412,8 +433,8 @@ class StateTriggers:
 
     async def idle(self) -> None:
         """Wait until no delivery is queued or running (for tests and shutdown)."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        while self._tasks or self._calls:
+            await asyncio.wait([*self._tasks, *self._calls])
 
     async def close(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
         """Graceful stop (§7.5): wait up to ``wait_s`` for deliveries, then discard the rest.
@@ -423,8 +444,8 @@ class StateTriggers:
         self._closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while self._tasks and loop.time() < deadline:
-            await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+        while (self._tasks or self._calls) and loop.time() < deadline:
+            await asyncio.wait([*self._tasks, *self._calls], timeout=deadline - loop.time())
         tasks = list(self._tasks)
         for group in self._all_triggers():
             for trigger in group:
@@ -439,8 +460,12 @@ class StateTriggers:
                         queue.clear()
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        calls = list(self._calls)
+        for call in calls:  # the running calls of callback-driven drains are abandoned
+            call.cancel()
+        if tasks or calls:
+            await asyncio.wait([*tasks, *calls])
+        await asyncio.sleep(0)  # (the drains' done-callbacks run)
         self._deadlines.clear()
 
     def _all_triggers(self) -> list[list[StateTrigger]]:
@@ -448,6 +473,87 @@ class StateTriggers:
         for index in (self._exact, self._by_scope, self._by_key):
             groups.extend(list(group.values()) for group in index.values())
         return groups
+
+
+class _Drain:
+    """One key's queue of one trigger without a condition (§7.5 rule 1: one event at a time, in
+    order), delivered from done-callbacks: a call per event, no coroutine and no task (those were a
+    measurable share of the engine's time, bench/RESULTS.md todo_e2e). What it counts and logs is
+    what :meth:`StateTriggers._deliver` does."""
+
+    __slots__ = ("owner", "queue", "scope_key", "slot", "trigger")
+
+    def __init__(
+        self,
+        owner: StateTriggers,
+        trigger: StateTrigger,
+        scope_key: tuple[str, str],
+        queue: deque[dict[str, Any]],
+    ) -> None:
+        self.owner = owner
+        self.trigger = trigger
+        self.scope_key = scope_key
+        self.queue = queue
+        self.slot: int | None = None
+
+    def deliver(self) -> None:
+        """Call the handler with the event at the head of the queue (or end the drain)."""
+        owner, trigger, queue = self.owner, self.trigger, self.queue
+        binding = trigger.binding
+        while queue:
+            try:
+                call, self.slot = owner._start_call(
+                    binding.function_id, queue[0], binding.namespace, binding.metadata
+                )
+            except Exception as exc:  # (dispatching raised: counted like a failed call)
+                self._failed(exc)
+                self._pop()
+                continue
+            owner._calls.add(call)
+            call.add_done_callback(self._done)
+            return
+        self._end()
+
+    def _done(self, call: asyncio.Future[Any]) -> None:
+        owner = self.owner
+        owner._calls.discard(call)
+        expired = owner._expired_call(call, self.slot)
+        stats = self.trigger.stats
+        if call.cancelled():
+            if not expired:  # abandoned at shutdown (close): the drain ends
+                self._pop()
+                self._end()
+                return
+            stats.timed_out += 1
+            self._failed(TimeoutError(), count=False)
+        elif call.exception() is not None:
+            stats.failed += 1
+            self._failed(call.exception(), count=False)  # type: ignore[arg-type]
+        else:
+            stats.delivered += 1
+        self._pop()
+        self.deliver()
+
+    def _failed(self, exc: BaseException, *, count: bool = True) -> None:
+        stats = self.trigger.stats
+        if count:
+            stats.failed += 1
+        if isinstance(exc, Exception):
+            stats.last_error = self.owner._error_record(exc)
+            if self.queue:
+                self.owner._log_failure(
+                    self.trigger, self.queue[0], self.trigger.binding.function_id, exc, "handler"
+                )
+
+    def _pop(self) -> None:
+        if self.queue:
+            self.queue.popleft()
+            self.trigger.stats.pending -= 1
+
+    def _end(self) -> None:
+        queues = self.trigger.queues
+        if queues.get(self.scope_key) is self.queue:
+            del queues[self.scope_key]
 
 
 __all__ = [

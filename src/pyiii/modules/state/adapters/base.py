@@ -51,6 +51,11 @@ class StateAdapter(ABC):
     #: it fires them itself right after each write returns.
     shared_events: bool = False
 
+    #: Whether every request method awaits nothing but futures resolved on the loop (no task of its
+    #: own needed: no ``asyncio.timeout``, no ``current_task``). The module's functions are then
+    #: finished without a task when they suspend (``ModuleHost.register_function(taskless=...)``).
+    awaits_only_futures: bool = False
+
     async def watch(self, sink: EventSink) -> None:
         """Start handing every committed write to ``sink`` in commit order (``shared_events`` only)."""
         raise NotImplementedError

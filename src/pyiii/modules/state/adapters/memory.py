@@ -19,6 +19,8 @@ class MemoryAdapter(StateAdapter):
     ``label`` names the module using it in the startup warning (the stream module reuses this store).
     """
 
+    awaits_only_futures = True
+
     def __init__(self, *, label: str = "state") -> None:
         self.label = label
         self._keys = Keyspace()

@@ -255,6 +255,8 @@ class SqliteAdapter(StateAdapter):
     name inside a directory, its own name in messages); state uses the defaults.
     """
 
+    awaits_only_futures = True
+
     def __init__(self, file_path: str, *, db_file_name: str = DB_FILE_NAME, label: str = "state") -> None:
         self.file_path = file_path
         self.db_file_name = db_file_name
