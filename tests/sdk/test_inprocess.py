@@ -329,3 +329,41 @@ async def test_logger_records_reach_the_engine_log(workers: Callable[..., III]) 
     listing = await a.trigger_async({"function_id": "engine::logs::list", "payload": {}})
     records = [r for r in listing["logs"] if r.get("body") == "careful now"]
     assert records and records[0]["severity_number"] == 13
+
+
+async def test_logger_record_in_process_matches_the_log_call(workers: Callable[..., III]) -> None:
+    """An in-process Logger's record goes straight into the log store (no engine::log call around it)
+    and is the record the engine::log::<level> call stores: same body, severity, attributes,
+    service and trace ids; a `log` trigger receives it."""
+    a = workers("a")
+    seen: list[Any] = []
+
+    async def on_log(record: Any) -> None:
+        seen.append(record)
+
+    a.register_function("a::on-log", on_log)
+    a.register_trigger({"type": "log", "function_id": "a::on-log", "config": {"level": "warn"}})
+    await asyncio.sleep(0.05)
+    trace = {"trace_id": "ab" * 16, "span_id": "cd" * 8}
+    Logger(service_name="svc", **trace).warn("direct", {"k": 1})
+    await a.trigger_async(
+        {
+            "function_id": "engine::log::warn",
+            "payload": {"message": "called", "data": {"k": 1}, "service_name": "svc", **trace},
+        }
+    )
+    listing = await a.trigger_async({"function_id": "engine::logs::list", "payload": {}})
+    by_body = {r["body"]: r for r in listing["logs"] if r.get("body") in ("direct", "called")}
+    assert set(by_body) == {"direct", "called"}
+    direct, called = (
+        {k: v for k, v in by_body[b].items() if "timestamp" not in k and k != "body"}
+        for b in ("direct", "called")
+    )
+    assert direct == called
+    assert direct["severity_number"] == 13 and direct["attributes"] == {"k": 1}
+    assert direct["service_name"] == "svc" and direct["trace_id"] == "ab" * 16
+    for _ in range(100):
+        if len(seen) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(r.get("body") for r in seen) == ["called", "direct"]

@@ -167,6 +167,9 @@ class Engine:
         self.ws_url: str | None = None
         #: Set by the observability module: receives each ``LOGS``-prefixed telemetry frame (§8).
         self.telemetry_sink: Callable[[bytes], None] | None = None
+        #: ``(level, payload)``: what an ``engine::log::<level>`` Void call stores, for in-process
+        #: loggers (``InProcessTransport.direct_log``); set by the observability module.
+        self.log_sink: Callable[[str, Any], None] | None = None
         self._listeners: list[EngineEventListener] = []
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
         self._functions_changed_handle: asyncio.TimerHandle | None = None

@@ -191,7 +191,7 @@ class Channel:
 def materialize_channel_refs(data: Any, base_url: str) -> Any:
     """``data`` with every channel ref replaced by a reader or writer (containers copied only if needed)."""
     if type(data) is dict:
-        if is_channel_ref(data):
+        if "channel_id" in data and is_channel_ref(data):
             ref: StreamChannelRef = data  # type: ignore[assignment]
             return (
                 ChannelReader(base_url, ref) if ref["direction"] == "read" else ChannelWriter(base_url, ref)

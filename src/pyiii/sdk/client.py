@@ -252,6 +252,9 @@ class III:
         self._new_id = transport.new_invocation_id
         #: In-process only: built-in calls straight into the engine (InProcessTransport.direct_call).
         self._direct: Callable[..., Any] | None = getattr(transport, "direct_call", None)
+        self._direct_log: Callable[[str, dict[str, Any]], bool] | None = getattr(
+            transport, "direct_log", None
+        )
         self._not_direct: Any = getattr(transport, "NOT_DIRECT", None)
         self._channel_base = transport.channel_base_url()
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -643,11 +646,16 @@ class III:
         Thread-safe and non-blocking. False when not connected (the logger then falls back)."""
         if self._closed or self._state != "connected":
             return False
-        self._call_soon(self._send_log, f"engine::log::{level}", payload)
+        self._call_soon(self._send_log, level, payload)
         return True
 
-    def _send_log(self, function_id: str, payload: dict[str, Any]) -> None:
-        """On the loop: the log call straight into an in-process engine, else as a Void message."""
+    def _send_log(self, level: str, payload: dict[str, Any]) -> None:
+        """On the loop: the record straight into an in-process engine's log store, else the log call
+        (into an in-process engine's built-in, or as a Void message)."""
+        direct_log = self._direct_log
+        if direct_log is not None and self._transport.connected and direct_log(level, payload):
+            return
+        function_id = f"engine::log::{level}"
         direct = self._direct
         if direct is not None and self._transport.connected:
             if direct(function_id, payload, "default", None, True) is not self._not_direct:

@@ -5,8 +5,11 @@ The client runs on the engine's loop. Outbound messages are handed to ``engine.h
 the engine delivers its messages by calling the client synchronously (``LocalPeer.send``), and the
 client never answers from inside that call: handlers run as tasks or in the thread pool.
 
-Three deliberate shortcuts:
+Four deliberate shortcuts:
 
+* a :class:`~pyiii.sdk.logger.Logger` record goes straight into the engine's log store
+  (``Engine.log_sink``, set by the observability module) instead of as an ``engine::log::<level>``
+  Void call: the same record, stored, printed and delivered to log triggers alike;
 * a call of a **built-in** function (``state::*``, ``stream::*``, ``engine::log::*``...) goes straight
   to :meth:`Engine.call_builtin`: no ``invokefunction`` / ``invocationresult`` objects, and a result
   that is ready at once (a read, ``stream::send``) is returned without a loop turn. About 2.8 of the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +47,11 @@ if TYPE_CHECKING:
     from pyiii.engine.local import LocalPeer
 
 __all__ = ["InProcessTransport", "engine_loop"]
+
+log = logging.getLogger("pyiii.sdk")
+
+#: The levels of ``engine::log::<level>`` (protocol.md §7.6).
+_LOG_LEVELS = frozenset(("trace", "debug", "info", "warn", "error"))
 
 
 def engine_loop(engine: Engine) -> asyncio.AbstractEventLoop:
@@ -118,6 +127,22 @@ class InProcessTransport(Transport):
         if peer is None or not self.connected or function_id == REGISTER_WORKER:
             return NOT_BUILTIN
         return self._engine.call_builtin(peer, function_id, data, namespace, traceparent, void)
+
+    def direct_log(self, level: str, payload: dict[str, Any]) -> bool:
+        """An in-process logger's record straight into the engine's log store (what the
+        ``engine::log::<level>`` Void call would do, without the call). False when it must go as a
+        call: not connected, an authorizer to ask, or no observability module."""
+        peer = self._peer
+        if peer is None or not self.connected or peer.authorizer is not None or not peer.live:
+            return False
+        sink = self._engine.log_sink
+        if sink is None or level not in _LOG_LEVELS:
+            return False
+        try:
+            sink(level, payload)
+        except Exception as exc:  # a Void call's failure goes nowhere either
+            log.debug("log record not stored: %s", exc)
+        return True
 
     def _on_close(self, code: int, reason: str) -> None:
         if not self.connected:

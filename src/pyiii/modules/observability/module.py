@@ -43,6 +43,8 @@ SEVERITIES: dict[str, tuple[int, str]] = {
     "trace": (1, "TRACE"),
 }
 
+_LOG_FUNCTIONS: dict[str, str] = {level: f"engine::log::{level}" for level in SEVERITIES}
+
 #: Values of a ``log`` binding's ``level`` (§7.4).
 TRIGGER_LEVELS = ("all", "trace", "debug", "info", "warn", "error")
 
@@ -156,6 +158,7 @@ class ObservabilityModule(Module):
         host.register_trigger_type(LOG_TRIGGER_TYPE, cast(TriggerProvider, self.triggers),
                                    description="Log records as they are stored")  # fmt: skip
         host.engine.telemetry_sink = self.ingest_frame
+        host.engine.log_sink = self.log_call
 
     async def stop(self) -> None:
         flush = getattr(self._console, "flush", None)
@@ -164,6 +167,8 @@ class ObservabilityModule(Module):
         host = self._host
         if host is not None and host.engine.telemetry_sink == self.ingest_frame:
             host.engine.telemetry_sink = None
+        if host is not None and host.engine.log_sink == self.log_call:
+            host.engine.log_sink = None
         self._host = None
 
     # ------------------------------------------------------------------ ingestion
@@ -224,12 +229,15 @@ class ObservabilityModule(Module):
     # ------------------------------------------------------------------ functions
 
     def _log_handler(self, level: str) -> BuiltinHandler:
-        function_id = f"engine::log::{level}"
-
         async def handler(data: Any, ctx: CallContext) -> None:
-            self.ingest(self.record_from_call(level, decode_input(function_id, data, LogInput)))
+            self.log_call(level, data)
 
         return handler
+
+    def log_call(self, level: str, data: Any) -> None:
+        """What ``engine::log::<level>`` does with its input (also the engine's ``log_sink``, which
+        in-process loggers call without a function call around it)."""
+        self.ingest(self.record_from_call(level, decode_input(_LOG_FUNCTIONS[level], data, LogInput)))
 
     async def _list(self, data: Any, ctx: CallContext) -> dict[str, Any]:
         query = decode_input("engine::logs::list", data, LogQuery)
