@@ -505,14 +505,22 @@ class SqliteAdapter(StateAdapter):
         last: dict[int, _Write] = {}
         for write in batch:
             last[write.position] = write
+        # The clock is stored only by a batch that deletes: a reopened store takes the larger of it
+        # and the highest stored position, so the only positions it must remember are those of
+        # deleted rows (never reused, or a listing cursor would skip the key that got one again).
+        # Writing it on every commit was two of a new key's three WAL pages (meta and its index):
+        # the fsync of one page is about 50 µs faster than of three here.
+        deletes = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             for write in last.values():
                 if write.value is None:
+                    deletes = True
                     conn.execute(_DELETE, (write.position,))
                 else:
                     conn.execute(_PUT, (write.position, write.scope, write.key, write.value.decode()))
-            conn.execute(_SET_CLOCK, (str(clock),))
+            if deletes:
+                conn.execute(_SET_CLOCK, (str(clock),))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
