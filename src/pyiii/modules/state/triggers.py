@@ -341,16 +341,25 @@ class StateTriggers:
                 return
         try:
             await self._call(binding.function_id, payload, binding.namespace, binding.metadata)
-        except TimeoutError as exc:
-            stats.timed_out += 1
-            stats.last_error = self._error_record(exc)
-            self._log_failure(trigger, payload, binding.function_id, exc, "handler")
         except Exception as exc:
-            stats.failed += 1
-            stats.last_error = self._error_record(exc)
-            self._log_failure(trigger, payload, binding.function_id, exc, "handler")
+            self._record_outcome(trigger, payload, exc)
         else:
+            self._record_outcome(trigger, payload, None)
+
+    def _record_outcome(
+        self, trigger: StateTrigger, payload: dict[str, Any], error: Exception | None
+    ) -> None:
+        """Count (and log) the outcome of one handler call (§7.6): ``TimeoutError`` is our deadline."""
+        stats = trigger.stats
+        if error is None:
             stats.delivered += 1
+            return
+        if isinstance(error, TimeoutError):
+            stats.timed_out += 1
+        else:
+            stats.failed += 1
+        stats.last_error = self._error_record(error)
+        self._log_failure(trigger, payload, trigger.binding.function_id, error, "handler")
 
     async def _call(self, function_id: str, payload: Any, namespace: str, metadata: Any) -> Any:
         """One call under ``trigger_timeout_ms``; raises ``TimeoutError`` when it expires."""
@@ -506,7 +515,7 @@ class _Drain:
                     binding.function_id, queue[0], binding.namespace, binding.metadata
                 )
             except Exception as exc:  # (dispatching raised: counted like a failed call)
-                self._failed(exc)
+                owner._record_outcome(trigger, queue[0], exc)
                 self._pop()
                 continue
             owner._calls.add(call)
@@ -518,32 +527,17 @@ class _Drain:
         owner = self.owner
         owner._calls.discard(call)
         expired = owner._expired_call(call, self.slot)
-        stats = self.trigger.stats
-        if call.cancelled():
-            if not expired:  # abandoned at shutdown (close): the drain ends
-                self._pop()
-                self._end()
-                return
-            stats.timed_out += 1
-            self._failed(TimeoutError(), count=False)
-        elif call.exception() is not None:
-            stats.failed += 1
-            self._failed(call.exception(), count=False)  # type: ignore[arg-type]
-        else:
-            stats.delivered += 1
+        if call.cancelled() and not expired:  # abandoned at shutdown (close): the drain ends
+            self._pop()
+            self._end()
+            return
+        if self.queue:  # (close empties it, counting the head as discarded)
+            error = TimeoutError() if expired else call.exception()
+            if error is not None and not isinstance(error, Exception):
+                error = RuntimeError(repr(error))
+            owner._record_outcome(self.trigger, self.queue[0], error)
         self._pop()
         self.deliver()
-
-    def _failed(self, exc: BaseException, *, count: bool = True) -> None:
-        stats = self.trigger.stats
-        if count:
-            stats.failed += 1
-        if isinstance(exc, Exception):
-            stats.last_error = self.owner._error_record(exc)
-            if self.queue:
-                self.owner._log_failure(
-                    self.trigger, self.queue[0], self.trigger.binding.function_id, exc, "handler"
-                )
 
     def _pop(self) -> None:
         if self.queue:
