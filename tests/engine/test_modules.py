@@ -36,7 +36,7 @@ class Ticker(Module):
         async def ask(data: Any, ctx: CallContext) -> Any:
             return await host.trigger(data["function_id"], data.get("payload"))
 
-        host.register_function("ticker::hello", hello, description="Say hello")
+        host.register_function("ticker::hello", hello, description="Say hello", taskless=True)
         host.register_function("ticker::ask", ask)
         host.register_trigger_type("tick", self, description="Fires on demand")
 
@@ -97,8 +97,9 @@ async def test_module_calls_a_worker_function(seam: Any) -> None:
 
 
 async def test_module_function_that_never_suspends_answers_within_the_call(seam: Any) -> None:
-    """A built-in that finishes without suspending runs eagerly: its result is in before the worker's
-    call returns control to the loop (no task per call); one that suspends is still answered."""
+    """A taskless built-in that finishes without suspending runs eagerly: its result is in before the
+    worker's call returns control to the loop (no task per call); a built-in that suspends is still
+    answered."""
     engine, _ = seam
     iii = register_worker(engine, InitOptions(worker_name="w"))
     iii.register_function("w::double", lambda data: data * 2)
@@ -298,6 +299,8 @@ async def test_in_process_calls_of_built_ins() -> None:
             assert await iii.trigger_async(void) is None
         finally:
             current_traceparent.reset(token)
+        for _ in range(3):  # not taskless: the Void call runs as its own task
+            await asyncio.sleep(0)
         assert stalled.recorded == [({"n": 1}, True, "00-" + "a" * 32 + "-" + "b" * 16 + "-01")]
 
         stalled.release.set()  # the timed-out call's late result arrives now and goes nowhere
@@ -362,6 +365,72 @@ async def test_taskless_built_in_finishes_from_its_futures_callbacks() -> None:
         module.commits[2].set_result("late")  # goes nowhere
         await asyncio.sleep(0.01)
         assert len(engine._deadlines) == 0 and iii._pending == {}
+    finally:
+        iii.shutdown()
+        await engine.stop()
+
+
+class Timed(Module):
+    """``timed::bounded`` sleeps under ``asyncio.timeout``, as redis-py reads a reply; registered
+    without ``taskless``."""
+
+    name = "timed"
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any] | None] = []
+        self.outcomes: list[str] = []
+
+    async def start(self, host: ModuleHost) -> None:
+        async def bounded(data: Any, ctx: CallContext) -> Any:
+            self.tasks.append(asyncio.current_task())
+            try:
+                async with asyncio.timeout(data["timeout_s"]):
+                    await asyncio.sleep(data["sleep_s"])
+            except TimeoutError:
+                self.outcomes.append("timed out")
+                raise InvocationError("timed_out", "the bounded wait timed out") from None
+            self.outcomes.append("done")
+            return "done"
+
+        host.register_function("timed::bounded", bounded)
+
+
+async def test_built_in_without_taskless_runs_in_its_own_task() -> None:
+    """A built-in not registered ``taskless`` runs as a task of its own, never in its caller's
+    context: an ``asyncio.timeout`` it enters before its first suspension ends its own wait, not the
+    caller's task (which gets the built-in's error, uncancelled), and an engine-initiated call from a
+    loop callback, where no task is current, runs it instead of failing."""
+    engine = Engine()
+    module = Timed()
+    engine.add_module(module)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        caller = asyncio.current_task()
+        assert caller is not None
+        with pytest.raises(InvocationError) as timed_out:
+            await iii.trigger_async(
+                {"function_id": "timed::bounded", "payload": {"timeout_s": 0.02, "sleep_s": 5}}
+            )
+        assert (timed_out.value.code, timed_out.value.message) == ("timed_out", "the bounded wait timed out")
+        assert caller.cancelling() == 0
+        assert module.tasks[0] is not None and module.tasks[0] is not caller
+        assert (
+            await iii.trigger_async(
+                {"function_id": "timed::bounded", "payload": {"timeout_s": 5, "sleep_s": 0}}
+            )
+            == "done"
+        )
+
+        # from a callback (a trigger firing outside any task)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(engine.invoke_void, "timed::bounded", {"timeout_s": 5, "sleep_s": 0.01})
+        for _ in range(100):
+            if len(module.outcomes) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert module.outcomes == ["timed out", "done", "done"]
+        assert module.tasks[2] is not None
     finally:
         iii.shutdown()
         await engine.stop()

@@ -25,7 +25,7 @@ from typing import Any, Final
 from msgspec import UNSET, Raw
 
 from pyiii._deadlines import Deadlines
-from pyiii._eager import finish, start_eagerly
+from pyiii._eager import start_eagerly
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
@@ -800,22 +800,27 @@ class Engine:
                 traceparent,
                 baggage,
             )
-            # Run eagerly up to its first suspension: most built-ins (stream::send, engine::log::*)
-            # finish without one, and a task per call was a measurable share of the engine's time
-            # (bench/RESULTS.md, todo_e2e). What remains after a suspension becomes a task, or for
-            # a taskless built-in (a local store's write waiting for its commit) runs on from the
-            # awaited futures' callbacks.
             # Someone waits for the answer: the call is under invocation_timeout_ms like any other
-            # (§4.5 rule 1), once it suspends. A Void call waits for nobody and needs no record.
+            # (§4.5 rule 1) while it runs. A Void call waits for nobody and needs no record.
             waiting = _BuiltinCall(caller, caller_inv_id, future, fid) if caller_inv_id or future else None
-            rest = start_eagerly(self._run_builtin(entry.builtin, data, ctx, waiting))
+            call = self._run_builtin(entry.builtin, data, ctx, waiting)
+            if not entry.taskless:
+                # Its own task, as a worker's function has its own process: the handler may need
+                # one (asyncio.timeout and redis-py bind to the current task, which here would be
+                # the caller's, or none in a callback).
+                if waiting is not None:
+                    waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
+                self.spawn(call)
+                return
+            # A taskless built-in runs eagerly up to its first suspension (stream::send and
+            # engine::log::* finish without one; a task per call was a measurable share of the
+            # engine's time, bench/RESULTS.md todo_e2e); after one (a local store's write waiting
+            # for its commit) it runs on from the awaited futures' callbacks.
+            rest = start_eagerly(call)
             if rest is not None:
                 if waiting is not None:
                     waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
-                if entry.taskless:
-                    rest.drive()
-                else:
-                    self.spawn(finish(rest))
+                rest.drive()
             return
         target = entry.pick_owner()
         if target is None:

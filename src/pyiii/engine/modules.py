@@ -62,9 +62,14 @@ class ModuleHost:
         response_format: Any = None,
         taskless: bool = False,
     ) -> None:
-        """``taskless``: the handler awaits nothing but futures and never needs a task of its own
-        (``asyncio.current_task``, ``asyncio.timeout``); the engine then finishes a suspended call
-        from the futures' callbacks instead of a task (``pyiii._eager.Resume.drive``)."""
+        """By default every call runs as its own task, as a worker's function would.
+
+        ``taskless``: the handler awaits nothing but futures resolved on the loop and never needs a
+        task of its own (no ``asyncio.current_task``, no ``asyncio.timeout``, no library that uses
+        them, such as redis-py). The engine then starts a call in the caller's context, up to its
+        first suspension, and finishes it from the awaited futures' callbacks
+        (``pyiii._eager.Resume.drive``): no task per call. A handler that breaks the rule would bind
+        its timeouts to the caller's task, or fail outside one."""
         self.engine.register_builtin_function(
             self.peer,
             function_id,

@@ -47,7 +47,8 @@ class FunctionEntry:
         self.response_format: Any = None
         #: In-process implementation of a built-in module's function (None for worker functions).
         self.builtin: BuiltinHandler | None = None
-        #: The built-in awaits nothing but futures (see ``Resume.drive``): finished without a task.
+        #: The built-in awaits nothing but futures (``ModuleHost.register_function``): started in the
+        #: caller's context and finished without a task; otherwise each call is a task of its own.
         self.taskless = False
         self.rr = 0
 

@@ -104,8 +104,8 @@ class EngineFunctionsModule(Module):
             ),
             "engine::channels::create": (self.channels_create, "Create a streaming channel"),
         }
-        for fid, (handler, description) in fns.items():
-            host.register_function(fid, handler, description=description)
+        for fid, (handler, description) in fns.items():  # none awaits anything: no task per call
+            host.register_function(fid, handler, description=description, taskless=True)
         host.register_trigger_type(
             WORKERS_AVAILABLE, self.workers_events, description="Worker connected/left"
         )

@@ -237,3 +237,18 @@ async def test_layout(redis_state: StateHarness) -> None:
         assert await client.zrange(keys.order("s"), 0, -1) == [b"k"]
     finally:
         await client.aclose()
+
+
+async def test_engine_initiated_writes_outside_a_task(redis_state: StateHarness) -> None:
+    """A write the engine starts from a loop callback (a trigger firing outside any task) reaches
+    Redis: the state functions on Redis run as their own task, because redis-py enters
+    ``asyncio.timeout`` before its first suspension, which fails where no task is current."""
+    state = redis_state
+    loop = asyncio.get_running_loop()
+    for n in range(3):
+        loop.call_soon(state.engine.invoke_void, "state::set", {"scope": "cb", "key": f"k{n}", "value": n})
+    for _ in range(200):
+        if len(await state.keys("cb")) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert [await state.get("cb", f"k{n}") for n in range(3)] == [0, 1, 2]

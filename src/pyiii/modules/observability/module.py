@@ -146,12 +146,15 @@ class ObservabilityModule(Module):
 
     async def start(self, host: ModuleHost) -> None:
         self._host = host
+        # None of them awaits anything: started in the caller's context, no task per call.
         for level in SEVERITIES:
             host.register_function(f"engine::log::{level}", self._log_handler(level),
-                                   description=f"Store a {level} log record")  # fmt: skip
-        host.register_function("engine::logs::list", self._list, description="List stored log records")
+                                   description=f"Store a {level} log record", taskless=True)  # fmt: skip
         host.register_function(
-            "engine::logs::clear", self._clear, description="Remove every stored log record"
+            "engine::logs::list", self._list, description="List stored log records", taskless=True
+        )
+        host.register_function(
+            "engine::logs::clear", self._clear, description="Remove every stored log record", taskless=True
         )
         # The engine calls built-in providers synchronously (engine/core.py ``_install``); the
         # ``TriggerProvider`` protocol in registry.py still declares coroutines, hence the cast.

@@ -19,6 +19,9 @@ from .hub import Hub
 class EventBus:
     """Base of the buses. ``publish`` raises :class:`BusError` when the event cannot be emitted."""
 
+    #: As ``StateAdapter.awaits_only_futures``: ``publish`` needs no task of its own.
+    awaits_only_futures: bool = False
+
     async def start(self, hub: Hub) -> None:
         self.hub = hub
 
@@ -39,6 +42,8 @@ class BusError(Exception):
 
 class LocalBus(EventBus):
     """In-process fan-out: every event goes to this engine's connections, synchronously, in order."""
+
+    awaits_only_futures = True
 
     async def publish(self, stream_name: str, group_id: str, item_id: str | None, payload: bytes) -> None:
         self.hub.deliver(stream_name, group_id, item_id, payload)

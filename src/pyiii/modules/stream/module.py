@@ -141,8 +141,13 @@ class StreamModule(Module):
             SEND: self._send,
             UPDATE: self._update,
         }
+        # No task per call when the store and the bus are local (a Redis one needs the call's own
+        # task: redis-py binds its timeouts to the current task).
+        taskless = self.store.adapter.awaits_only_futures and self.bus.awaits_only_futures
         for function_id, handler in handlers.items():
-            host.register_function(function_id, handler, description=DESCRIPTIONS[function_id])
+            host.register_function(
+                function_id, handler, description=DESCRIPTIONS[function_id], taskless=taskless
+            )
         if self.settings.auth_function:
             from .auth import Authenticator
 
