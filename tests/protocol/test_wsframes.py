@@ -421,6 +421,61 @@ async def test_one_writelines_per_loop_iteration() -> None:
         await ws.close()
 
 
+@pytest.mark.parametrize("mask", [True, False])
+async def test_late_frames_follow_the_iterations_other_frames(mask: bool) -> None:
+    """``write_late`` frames go out in the iteration's one ``writelines``, after every frame written
+    with ``write`` in that iteration (whenever written), in their own order; a batch of late frames
+    alone is written too, and late frames of one iteration never wait for the next."""
+    received: asyncio.Queue[aiohttp.WSMessage] = asyncio.Queue()
+    parts = 1 if mask else 2
+    if mask:
+        server = ws_server(receiving_handler(received))
+    else:
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            assert request.transport is not None
+            served.set_result((ws, request.transport))
+            async for _ in ws:
+                pass
+            return ws
+
+        served: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        server = ws_server(handler)
+    async with server as url, aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url)
+        if mask:
+            transport = client_transport(ws)
+        else:
+            _, transport = await asyncio.wait_for(served, TIMEOUT_S)
+        recorder = RecordingTransport(transport)
+        batch = FrameBatch(recorder, asyncio.get_running_loop(), mask=mask)
+
+        async def texts(count: int) -> list[bytes]:
+            return await (take_texts(received, count) if mask else receive_texts(ws, count))
+
+        assert batch.write_late(b"log 1")
+        assert batch.write(b"call 1")
+        assert batch.write_late(b"log 2")
+        assert batch.write(b"call 2")
+        assert recorder.calls == []
+        await asyncio.sleep(0)
+        assert recorder.calls == [("writelines", 4 * parts)]
+        assert await texts(4) == [b"call 1", b"call 2", b"log 1", b"log 2"]
+
+        assert batch.write_late(b"log 3")  # alone in its iteration
+        await asyncio.sleep(0)
+        assert recorder.calls == [("writelines", 4 * parts), ("writelines", parts)]
+        assert batch.write(b"call 3")
+        batch.flush()  # a flush (before a close frame) writes both lanes too
+        assert batch.write_late(b"log 4")
+        batch.flush()
+        assert recorder.calls[2:] == [("writelines", parts), ("writelines", parts)]
+        assert await texts(3) == [b"log 3", b"call 3", b"log 4"]
+        await ws.close()
+
+
 async def test_unmasked_batch_is_one_writelines_of_headers_and_payloads() -> None:
     """Server side: each frame is two chunks (header, payload), still one writelines per iteration."""
     payloads = burst_payloads(30)

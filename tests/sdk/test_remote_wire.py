@@ -178,6 +178,50 @@ async def test_incoming_invocations_are_answered(
     }
 
 
+async def test_log_calls_follow_the_other_messages_of_their_iteration(
+    server: FakeEngineServer, connect: Callable[..., Any]
+) -> None:
+    """A handler that logs and then calls a function: the call reaches the engine before the log
+    record (the engine serves what someone may wait on first), the answer follows the call, and log
+    records keep their own order."""
+    from pyiii import Logger
+
+    client = await connect()
+    logger = Logger()
+
+    async def handler(data: Any) -> Any:
+        logger.info("first")
+        await client.trigger_async(
+            {"function_id": "wire::push", "payload": data, "action": TriggerAction.Void()}
+        )
+        logger.info("second")
+        return "ok"
+
+    client.register_function("wire::logs", handler)
+    await server.wait_for(lambda: server.frames_of("registerfunction"))
+    start = len(server.frames)
+    await server.send(
+        {"type": "invokefunction", "invocation_id": "i1", "function_id": "wire::logs", "data": 7}
+    )
+    await server.wait_for(
+        lambda: len(server.frames_of("invocationresult")) == 1 and len(server.frames) >= start + 4
+    )
+    order = [
+        (
+            f["type"],
+            f.get("function_id"),
+            f["data"]["message"] if f.get("function_id", "").startswith("engine::log::") else None,
+        )
+        for f in server.frames[start:]
+    ]
+    assert order == [
+        ("invokefunction", "wire::push", None),
+        ("invocationresult", "wire::logs", None),
+        ("invokefunction", "engine::log::info", "first"),
+        ("invokefunction", "engine::log::info", "second"),
+    ]
+
+
 async def test_undecodable_frames_are_ignored(server: FakeEngineServer, connect: Callable[..., Any]) -> None:
     """Invalid JSON and unknown types from the engine are skipped; the socket stays usable."""
     client = await connect()

@@ -87,7 +87,7 @@ class FrameBatch:
     buffer, and the keepalive (a missed pong) closes it.
     """
 
-    __slots__ = ("_loop", "_mask", "_pending", "_transport")
+    __slots__ = ("_late", "_loop", "_mask", "_pending", "_transport")
 
     def __init__(
         self, transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop, *, mask: bool
@@ -96,6 +96,7 @@ class FrameBatch:
         self._loop = loop
         self._mask = mask
         self._pending: list[bytes] | None = None
+        self._late: list[bytes] | None = None
 
     def write(self, payload: bytes) -> bool:
         pending = self._pending
@@ -111,9 +112,28 @@ class FrameBatch:
             pending.append(payload)
         return True
 
+    def write_late(self, payload: bytes) -> bool:
+        """As :meth:`write`, for a frame nobody waits on (a log record): it goes out in the same
+        socket write, after the frames written with :meth:`write` during this iteration, so that
+        the peer handles those first (late frames keep their own order)."""
+        if not self.write(payload):
+            return False
+        pending = self._pending
+        assert pending is not None
+        size = 1 if self._mask else 2  # the parts of the frame just written: move them
+        if self._late is None:
+            self._late = pending[-size:]
+        else:
+            self._late += pending[-size:]
+        del pending[-size:]
+        return True
+
     def flush(self) -> None:
         """Write what is pending now (also before a close frame)."""
         pending, self._pending = self._pending, None
+        late, self._late = self._late, None
+        if late:
+            pending = late if not pending else pending + late
         if not pending:
             return
         transport = self._transport

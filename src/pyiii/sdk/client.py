@@ -662,7 +662,10 @@ class III:
                 return
         message = InvokeFunction(function_id=function_id, data=payload, action=VOID, namespace="default")
         try:
-            self._send_call(message, None)
+            if self._transport.connected:  # after this iteration's other messages: nobody waits on it
+                self._transport.send_late(message)
+            else:
+                self._send_call(message, None)
         except Exception as exc:
             log.debug("log call not sent: %s", exc)
 

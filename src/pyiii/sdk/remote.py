@@ -119,10 +119,11 @@ class _Connection:
         self.dead = False
         self._fallback: asyncio.Task[None] | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, late: bool = False) -> None:
         frames = self.frames
         if frames is not None:
-            frames.write(data)  # False: the socket is closing; the read loop reports it
+            # False: the socket is closing; the read loop reports it
+            frames.write_late(data) if late else frames.write(data)
             return
         self._write_fallback(data)
 
@@ -185,6 +186,18 @@ class RemoteTransport(Transport):
         if conn is None:  # raced with a close; the client only sends while connected
             return
         conn.write(data)
+
+    def send_late(self, message: WorkerMessage) -> None:
+        """Written after this iteration's other messages, in the same socket write: the engine then
+        handles a handler's ``stream::send`` before the log record the handler wrote first (about
+        0.1 ms sooner to the stream's clients with the live todo example, bench/RESULTS.md)."""
+        data = encode(message)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge(len(data), MAX_MESSAGE_BYTES)
+        conn = self._conn
+        if conn is None:
+            return
+        conn.write(data, late=True)
 
     async def close(self) -> None:
         self._closing = True

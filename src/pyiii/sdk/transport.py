@@ -61,6 +61,11 @@ class Transport(ABC):
         Raises :class:`PayloadTooLarge` when the message is over the limit; nothing is sent then.
         """
 
+    def send_late(self, message: WorkerMessage) -> None:
+        """As :meth:`send`, for a message nobody waits on (a log call): a transport may write it
+        after the messages sent during the same loop iteration."""
+        self.send(message)
+
     @abstractmethod
     async def close(self) -> None:
         """Stop reconnecting and close the connection (normal closure)."""
