@@ -311,6 +311,37 @@ async def test_in_process_calls_of_built_ins() -> None:
         await engine.stop()
 
 
+async def test_in_process_caller_with_the_shorter_deadline_is_the_only_one_timing_the_call() -> None:
+    """An in-process worker's call of a built-in whose client ``timeout_ms`` expires first keeps no
+    engine deadline (it could only fire into the abandoned call): the client's TIMEOUT answers it.
+    With a client deadline not shorter than ``invocation_timeout_ms`` the engine keeps its own."""
+    from pyiii.engine.core import EngineSettings
+
+    engine = Engine(EngineSettings(invocation_timeout_ms=30_000))
+    stalled = Stalled()
+    engine.add_module(stalled)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        short = iii._start_call({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 100})
+        assert short is not None
+        assert len(engine._deadlines) == 0 and len(iii._deadlines) == 1
+        with pytest.raises(InvocationError) as timed_out:
+            await short
+        assert timed_out.value.code == "TIMEOUT"
+
+        long = iii._start_call({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 30_000})
+        assert long is not None
+        assert len(engine._deadlines) == 1 and len(iii._deadlines) == 1
+        stalled.release.set()
+        assert await long == "late"
+        await asyncio.wait_for(stalled.both_finished.wait(), 5)
+        assert len(engine._deadlines) == 0 and len(iii._deadlines) == 0 and iii._pending == {}
+    finally:
+        iii.shutdown()
+        await engine.stop()
+
+
 class Committing(Module):
     """``commit::write`` waits for a future the test resolves, as a local store's write waits for its
     commit; registered ``taskless``."""

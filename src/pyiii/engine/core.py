@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from msgspec import UNSET, Raw
 
-from pyiii._deadlines import Deadlines
+from pyiii._deadlines import RESOLUTION_S, Deadlines
 from pyiii._eager import start_eagerly
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
@@ -789,7 +789,10 @@ class Engine:
         caller_inv_id: str | None,
         future: asyncio.Future[Any] | None,
         namespace: str,
+        deadline: bool = True,
     ) -> None:
+        """``deadline`` False: a built-in's caller has a deadline of its own that expires first
+        (:meth:`call_builtin`), so the engine keeps none for the call."""
         fid = entry.function_id
         if entry.builtin is not None:
             ctx = CallContext(
@@ -803,13 +806,14 @@ class Engine:
             # Someone waits for the answer: the call is under invocation_timeout_ms like any other
             # (§4.5 rule 1) while it runs. A Void call waits for nobody and needs no record.
             waiting = _BuiltinCall(caller, caller_inv_id, future, fid) if caller_inv_id or future else None
+            timed = waiting if deadline else None
             call = self._run_builtin(entry.builtin, data, ctx, waiting)
             if not entry.taskless:
                 # Its own task, as a worker's function has its own process: the handler may need
                 # one (asyncio.timeout and redis-py bind to the current task, which here would be
                 # the caller's, or none in a callback).
-                if waiting is not None:
-                    waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
+                if timed is not None:
+                    timed.slot = self._deadlines.add(timed, self._timeout_s, timed)
                 self.spawn(call)
                 return
             # A taskless built-in runs eagerly up to its first suspension (stream::send and
@@ -818,8 +822,8 @@ class Engine:
             # for its commit) it runs on from the awaited futures' callbacks.
             rest = start_eagerly(call)
             if rest is not None:
-                if waiting is not None:
-                    waiting.slot = self._deadlines.add(waiting, self._timeout_s, waiting)
+                if timed is not None:
+                    timed.slot = self._deadlines.add(timed, self._timeout_s, timed)
                 rest.drive()
             return
         target = entry.pick_owner()
@@ -1118,14 +1122,16 @@ class Engine:
         namespace: str | None,
         traceparent: str | None,
         void: bool,
+        caller_timeout_s: float | None = None,
     ) -> asyncio.Future[Any] | object | None:
         """An in-process worker's call of a built-in function without the message objects: what
         ``invokefunction`` from ``peer`` does (§4.1), for the common case only. Returns the call's
         future (``None`` for Void), or :data:`NOT_BUILTIN` when the message path must take the call
         (an authorizer to ask, a blank namespace, no built-in of that id): nothing was done then.
 
-        The built-in runs eagerly as on the message path; its future is done on return unless it
-        suspended (a durable write waits for its commit), and fails with :class:`InvocationError`."""
+        The built-in runs as on the message path (a taskless one eagerly: its future is done on
+        return unless it suspended, as a durable write waits for its commit); the future fails with
+        :class:`InvocationError`. ``caller_timeout_s``: the caller's own deadline for the call."""
         if peer.authorizer is not None or not peer.live:
             return NOT_BUILTIN
         if namespace is None:
@@ -1136,7 +1142,10 @@ class Engine:
         if entry is None or entry.builtin is None:
             return NOT_BUILTIN
         future = None if void else self.loop.create_future()
-        self._dispatch(entry, data, UNSET, traceparent, None, peer, None, future, namespace)
+        # A caller whose own deadline (``caller_timeout_s``) expires first, by two slots of the
+        # wheel, needs none from the engine: the engine's could only fire into an abandoned call.
+        deadline = caller_timeout_s is None or caller_timeout_s > self._timeout_s - 2 * RESOLUTION_S
+        self._dispatch(entry, data, UNSET, traceparent, None, peer, None, future, namespace, deadline)
         return future
 
     def invoke_void(

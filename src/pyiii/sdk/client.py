@@ -711,7 +711,10 @@ class III:
                 wire = _wire_action(action)
                 void = isinstance(wire, dict) and wire.get("type") == "void"
             if action is None or void:
-                outcome = self._direct(function_id, payload, namespace, current_traceparent.get(), void)
+                # The engine keeps no deadline of its own for a call whose client deadline is shorter.
+                timeout_s = None if void else (timeout_ms or self._timeout_ms) / 1000
+                traceparent = current_traceparent.get()
+                outcome = self._direct(function_id, payload, namespace, traceparent, void, timeout_s)
                 if outcome is not self._not_direct:
                     return None if void else self._direct_result(outcome, function_id, timeout_ms)
         message = InvokeFunction(function_id=function_id, data=payload)

@@ -115,15 +115,22 @@ class InProcessTransport(Transport):
             self._background = asyncio.ensure_future(outcome)
 
     def direct_call(
-        self, function_id: str, data: Any, namespace: str | None, traceparent: str | None, void: bool
+        self,
+        function_id: str,
+        data: Any,
+        namespace: str | None,
+        traceparent: str | None,
+        void: bool,
+        timeout_s: float | None = None,
     ) -> Any:
         """A call of a built-in function straight into the engine (no message objects; the engine
         checks what ``invokefunction`` would): the call's future, ``None`` for Void, or
-        ``NOT_BUILTIN`` when the call must be sent as a message."""
+        ``NOT_BUILTIN`` when the call must be sent as a message. ``timeout_s``: the client's own
+        deadline for the call."""
         peer = self._peer
         if peer is None or not self.connected or function_id == REGISTER_WORKER:
             return NOT_BUILTIN
-        return self._engine.call_builtin(peer, function_id, data, namespace, traceparent, void)
+        return self._engine.call_builtin(peer, function_id, data, namespace, traceparent, void, timeout_s)
 
     def direct_log(self, level: str, payload: dict[str, Any]) -> bool:
         """An in-process logger's record straight into the engine's log store (what the
