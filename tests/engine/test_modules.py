@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from pyiii import InitOptions, TriggerAction, register_worker
+from pyiii import III, InitOptions, TriggerAction, register_worker
 from pyiii.engine.core import Engine
 from pyiii.engine.invocations import CallContext
 from pyiii.engine.modules import Module, ModuleHost
@@ -188,6 +190,24 @@ async def test_module_stopped_with_the_engine() -> None:
     assert ticker.stopped
 
 
+@contextlib.asynccontextmanager
+async def engine_and_worker(
+    module: Module, invocation_timeout_ms: int = 300_000
+) -> AsyncIterator[tuple[Engine, III]]:
+    """A started engine with ``module`` and an in-process worker ``w`` on it; both stopped after."""
+    from pyiii.engine.core import EngineSettings
+
+    engine = Engine(EngineSettings(invocation_timeout_ms=invocation_timeout_ms))
+    engine.add_module(module)
+    await engine.start()
+    iii = register_worker(engine, InitOptions(worker_name="w"))
+    try:
+        yield engine, iii
+    finally:
+        iii.shutdown()
+        await engine.stop()
+
+
 class Stalled(Module):
     """A module whose ``stalled::wait`` suspends until the test releases it."""
 
@@ -233,14 +253,8 @@ async def test_built_in_call_is_under_invocation_timeout() -> None:
     answered `invocation_timeout`; the built-in's late result is dropped; a call that finishes in time
     leaves no deadline behind. (Engine-side callers of built-ins, such as HTTP routes and state
     triggers, are bounded by their own deadlines.)"""
-    from pyiii.engine.core import EngineSettings
-
-    engine = Engine(EngineSettings(invocation_timeout_ms=100))
     stalled = Stalled()
-    engine.add_module(stalled)
-    await engine.start()
-    iii = register_worker(engine, InitOptions(worker_name="w"))
-    try:
+    async with engine_and_worker(stalled, invocation_timeout_ms=100) as (engine, iii):
         with pytest.raises(InvocationError) as from_worker:
             await iii.trigger_async({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 10_000})
         assert from_worker.value.code == "invocation_timeout"
@@ -256,9 +270,6 @@ async def test_built_in_call_is_under_invocation_timeout() -> None:
         assert await iii.trigger_async({"function_id": "stalled::quick", "payload": {}}) == "in time"
         assert len(engine._deadlines) == 0
         assert iii._pending == {}
-    finally:
-        iii.shutdown()
-        await engine.stop()
 
 
 async def test_in_process_calls_of_built_ins() -> None:
@@ -268,15 +279,10 @@ async def test_in_process_calls_of_built_ins() -> None:
     pending); failures carry the built-in's code and message with the call's function and a fresh
     invocation id, whether the built-in failed at once or after suspending; a Void call returns None
     and runs with the caller's identity and trace context."""
-    from pyiii.engine.core import EngineSettings
     from pyiii.sdk.logger import current_traceparent
 
-    engine = Engine(EngineSettings(invocation_timeout_ms=30_000))
     stalled = Stalled()
-    engine.add_module(stalled)
-    await engine.start()
-    iii = register_worker(engine, InitOptions(worker_name="w"))
-    try:
+    async with engine_and_worker(stalled, invocation_timeout_ms=30_000) as (engine, iii):
         with pytest.raises(InvocationError) as timed_out:
             await iii.trigger_async({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 50})
         assert (timed_out.value.code, timed_out.value.function_id) == ("TIMEOUT", "stalled::wait")
@@ -306,23 +312,14 @@ async def test_in_process_calls_of_built_ins() -> None:
         stalled.release.set()  # the timed-out call's late result arrives now and goes nowhere
         await asyncio.sleep(0.05)
         assert iii._pending == {} and len(engine._deadlines) == 0
-    finally:
-        iii.shutdown()
-        await engine.stop()
 
 
 async def test_in_process_caller_with_the_shorter_deadline_is_the_only_one_timing_the_call() -> None:
     """An in-process worker's call of a built-in whose client ``timeout_ms`` expires first keeps no
     engine deadline (it could only fire into the abandoned call): the client's TIMEOUT answers it.
     With a client deadline not shorter than ``invocation_timeout_ms`` the engine keeps its own."""
-    from pyiii.engine.core import EngineSettings
-
-    engine = Engine(EngineSettings(invocation_timeout_ms=30_000))
     stalled = Stalled()
-    engine.add_module(stalled)
-    await engine.start()
-    iii = register_worker(engine, InitOptions(worker_name="w"))
-    try:
+    async with engine_and_worker(stalled, invocation_timeout_ms=30_000) as (engine, iii):
         short = iii._start_call({"function_id": "stalled::wait", "payload": {}, "timeout_ms": 100})
         assert short is not None
         assert len(engine._deadlines) == 0 and len(iii._deadlines) == 1
@@ -337,9 +334,6 @@ async def test_in_process_caller_with_the_shorter_deadline_is_the_only_one_timin
         assert await long == "late"
         await asyncio.wait_for(stalled.both_finished.wait(), 5)
         assert len(engine._deadlines) == 0 and len(iii._deadlines) == 0 and iii._pending == {}
-    finally:
-        iii.shutdown()
-        await engine.stop()
 
 
 class Committing(Module):
@@ -367,14 +361,8 @@ async def test_taskless_built_in_finishes_from_its_futures_callbacks() -> None:
     """A built-in registered ``taskless`` that suspends is finished without a task (no task exists
     while it waits) and answers as any built-in does: its result, its error after the suspension, and
     invocation_timeout when it waits too long (its late result is dropped)."""
-    from pyiii.engine.core import EngineSettings
-
-    engine = Engine(EngineSettings(invocation_timeout_ms=200))
     module = Committing()
-    engine.add_module(module)
-    await engine.start()
-    iii = register_worker(engine, InitOptions(worker_name="w"))
-    try:
+    async with engine_and_worker(module, invocation_timeout_ms=200) as (engine, iii):
         tasks_before = len(asyncio.all_tasks())
         call = iii._start_call({"function_id": "commit::write", "payload": {"n": 1}})
         assert call is not None and not call.done() and len(module.commits) == 1
@@ -396,9 +384,6 @@ async def test_taskless_built_in_finishes_from_its_futures_callbacks() -> None:
         module.commits[2].set_result("late")  # goes nowhere
         await asyncio.sleep(0.01)
         assert len(engine._deadlines) == 0 and iii._pending == {}
-    finally:
-        iii.shutdown()
-        await engine.stop()
 
 
 class Timed(Module):
@@ -431,12 +416,8 @@ async def test_built_in_without_taskless_runs_in_its_own_task() -> None:
     context: an ``asyncio.timeout`` it enters before its first suspension ends its own wait, not the
     caller's task (which gets the built-in's error, uncancelled), and an engine-initiated call from a
     loop callback, where no task is current, runs it instead of failing."""
-    engine = Engine()
     module = Timed()
-    engine.add_module(module)
-    await engine.start()
-    iii = register_worker(engine, InitOptions(worker_name="w"))
-    try:
+    async with engine_and_worker(module) as (engine, iii):
         caller = asyncio.current_task()
         assert caller is not None
         with pytest.raises(InvocationError) as timed_out:
@@ -462,6 +443,3 @@ async def test_built_in_without_taskless_runs_in_its_own_task() -> None:
             await asyncio.sleep(0.01)
         assert module.outcomes == ["timed out", "done", "done"]
         assert module.tasks[2] is not None
-    finally:
-        iii.shutdown()
-        await engine.stop()
