@@ -510,17 +510,17 @@ class SqliteAdapter(StateAdapter):
         # deleted rows (never reused, or a listing cursor would skip the key that got one again).
         # Writing it on every commit was two of a new key's three WAL pages (meta and its index):
         # the fsync of one page is about 50 µs faster than of three here.
-        deletes = False
+        # Each row touches its own position, so the deletes and the puts can go in two statements
+        # (``executemany``: no Python between rows).
+        puts = [(w.position, w.scope, w.key, w.value.decode()) for w in last.values() if w.value is not None]
+        deletes = [(w.position,) for w in last.values() if w.value is None]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for write in last.values():
-                if write.value is None:
-                    deletes = True
-                    conn.execute(_DELETE, (write.position,))
-                else:
-                    conn.execute(_PUT, (write.position, write.scope, write.key, write.value.decode()))
             if deletes:
+                conn.executemany(_DELETE, deletes)
                 conn.execute(_SET_CLOCK, (str(clock),))
+            if puts:
+                conn.executemany(_PUT, puts)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
