@@ -1,8 +1,9 @@
 """Run a coroutine eagerly up to its first suspension (Python 3.11 has no eager tasks).
 
-The engine runs built-in functions this way (``stream::send`` and ``engine::log::*`` never suspend;
-a durable ``state::set`` only for its commit) and the state module starts trigger deliveries so: a
-task per call was a measurable share of the engine's time (bench/RESULTS.md, todo_e2e). When the
+The engine runs ``taskless`` built-in functions this way (``stream::send`` and ``engine::log::*``
+never suspend; a durable ``state::set`` only for its commit; see ``ModuleHost.register_function``)
+and the state module starts conditional trigger deliveries so: a task per call was a measurable
+share of the engine's time (bench/RESULTS.md, todo_e2e). When the
 coroutine does suspend, the returned awaitable finishes it exactly as ``await`` would (:func:`finish`
 runs it as a task, :meth:`Resume.drive` without one).
 """

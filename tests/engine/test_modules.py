@@ -192,13 +192,14 @@ async def test_module_stopped_with_the_engine() -> None:
 
 @contextlib.asynccontextmanager
 async def engine_and_worker(
-    module: Module, invocation_timeout_ms: int = 300_000
+    *modules: Module, invocation_timeout_ms: int = 300_000
 ) -> AsyncIterator[tuple[Engine, III]]:
-    """A started engine with ``module`` and an in-process worker ``w`` on it; both stopped after."""
+    """A started engine with ``modules`` and an in-process worker ``w`` on it; both stopped after."""
     from pyiii.engine.core import EngineSettings
 
     engine = Engine(EngineSettings(invocation_timeout_ms=invocation_timeout_ms))
-    engine.add_module(module)
+    for module in modules:
+        engine.add_module(module)
     await engine.start()
     iii = register_worker(engine, InitOptions(worker_name="w"))
     try:
@@ -443,3 +444,36 @@ async def test_built_in_without_taskless_runs_in_its_own_task() -> None:
             await asyncio.sleep(0.01)
         assert module.outcomes == ["timed out", "done", "done"]
         assert module.tasks[2] is not None
+
+
+class Relay(Module):
+    """``relay::call`` (taskless) calls another function through ``ModuleHost.trigger``."""
+
+    name = "relay"
+
+    async def start(self, host: ModuleHost) -> None:
+        async def call(data: Any, ctx: CallContext) -> Any:
+            return await host.trigger(data["function_id"], data["payload"])
+
+        host.register_function("relay::call", call, taskless=True)
+
+
+async def test_engine_side_calls_of_a_built_in_without_taskless_run_it_in_its_own_task() -> None:
+    """``Engine.invoke`` (``ModuleHost.trigger``) and ``invoke_future`` run a built-in that is not
+    taskless as its own task, as the message path does, even when the caller runs in someone else's
+    context (a taskless built-in started by a worker's call): the built-in's ``asyncio.timeout``
+    ends its own wait and the worker gets its error, uncancelled."""
+    timed = Timed()
+    async with engine_and_worker(timed, Relay()) as (engine, iii):
+        caller = asyncio.current_task()
+        assert caller is not None
+        bounded = {"function_id": "timed::bounded", "payload": {"timeout_s": 0.02, "sleep_s": 5}}
+        with pytest.raises(InvocationError) as timed_out:
+            await iii.trigger_async({"function_id": "relay::call", "payload": bounded})
+        assert timed_out.value.code == "timed_out"
+        assert caller.cancelling() == 0
+        assert timed.tasks[0] is not caller
+
+        future = engine.invoke_future("timed::bounded", {"timeout_s": 5, "sleep_s": 0})
+        assert await future == "done"
+        assert timed.tasks[1] is not caller and timed.outcomes == ["timed out", "done"]

@@ -1087,11 +1087,12 @@ class Engine:
                 self.functions.not_found_message(namespace, function_id),
                 function_id,
             )
-        if entry.builtin is not None:
+        if entry.builtin is not None and entry.taskless:  # awaited here: it needs no task of its own
             result = await entry.builtin(
                 data, CallContext(function_id, namespace, None, metadata, traceparent, baggage)
             )
             return None if result is UNSET else result
+        # A worker's function, or a built-in that runs as a task of its own (``_dispatch``).
         future: asyncio.Future[Any] = self.loop.create_future()
         meta = UNSET if metadata is None else metadata
         self._dispatch(entry, data, meta, traceparent, baggage, None, None, future, namespace)
@@ -1106,9 +1107,10 @@ class Engine:
         The future fails with :class:`InvocationError` as :meth:`invoke` raises it; cancelling it
         abandons the call (a late result is dropped)."""
         entry = self.functions.resolve(namespace, function_id)
-        if entry is None or entry.builtin is not None:
+        if entry is None or (entry.builtin is not None and entry.taskless):
             call = self.invoke(function_id, data, namespace=namespace, metadata=metadata)
             return asyncio.ensure_future(call)
+        # A worker's function, or a built-in that runs as a task of its own (``_dispatch``).
         future: asyncio.Future[Any] = self.loop.create_future()
         meta = UNSET if metadata is None else metadata
         self._dispatch(entry, data, meta, None, None, None, None, future, namespace)

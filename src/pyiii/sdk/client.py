@@ -625,10 +625,14 @@ class III:
             except PayloadTooLarge as exc:
                 log.error("%s not sent: %s", type(message).__name__, exc)
 
-    def _send_call(self, message: InvokeFunction, pending: _Pending | None) -> None:
-        """Write a call, or queue it while disconnected (max 1000, oldest dropped; §10.5 rule 6)."""
+    def _send_call(self, message: InvokeFunction, pending: _Pending | None, late: bool = False) -> None:
+        """Write a call, or queue it while disconnected (max 1000, oldest dropped; §10.5 rule 6).
+        ``late``: nobody waits on it (a log call), so it may follow this iteration's other messages."""
         if self._transport.connected:
-            self._transport.send(message)
+            if late:
+                self._transport.send_late(message)
+            else:
+                self._transport.send(message)
             if pending is not None:
                 pending.sent_gen = self._gen
             return
@@ -662,10 +666,7 @@ class III:
                 return
         message = InvokeFunction(function_id=function_id, data=payload, action=VOID, namespace="default")
         try:
-            if self._transport.connected:  # after this iteration's other messages: nobody waits on it
-                self._transport.send_late(message)
-            else:
-                self._send_call(message, None)
+            self._send_call(message, None, late=True)
         except Exception as exc:
             log.debug("log call not sent: %s", exc)
 

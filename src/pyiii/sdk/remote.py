@@ -121,11 +121,12 @@ class _Connection:
 
     def write(self, data: bytes, late: bool = False) -> None:
         frames = self.frames
-        if frames is not None:
-            # False: the socket is closing; the read loop reports it
-            frames.write_late(data) if late else frames.write(data)
-            return
-        self._write_fallback(data)
+        if frames is None:
+            self._write_fallback(data)
+        elif late:
+            frames.write_late(data)  # False: the socket is closing; the read loop reports it
+        else:
+            frames.write(data)
 
     def flush(self) -> None:
         if self.frames is not None:
@@ -179,25 +180,22 @@ class RemoteTransport(Transport):
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"pyiii-connect {self._url}")
 
     def send(self, message: WorkerMessage) -> None:
+        self._write(message, late=False)
+
+    def send_late(self, message: WorkerMessage) -> None:
+        """Written after this iteration's other messages, in the same socket write: the engine then
+        handles a handler's ``stream::send`` before the log record the handler wrote first (about
+        0.1 ms sooner to the stream's clients with the live todo example, bench/RESULTS.md)."""
+        self._write(message, late=True)
+
+    def _write(self, message: WorkerMessage, *, late: bool) -> None:
         data = encode(message)
         if len(data) > MAX_MESSAGE_BYTES:
             raise PayloadTooLarge(len(data), MAX_MESSAGE_BYTES)
         conn = self._conn
         if conn is None:  # raced with a close; the client only sends while connected
             return
-        conn.write(data)
-
-    def send_late(self, message: WorkerMessage) -> None:
-        """Written after this iteration's other messages, in the same socket write: the engine then
-        handles a handler's ``stream::send`` before the log record the handler wrote first (about
-        0.1 ms sooner to the stream's clients with the live todo example, bench/RESULTS.md)."""
-        data = encode(message)
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise PayloadTooLarge(len(data), MAX_MESSAGE_BYTES)
-        conn = self._conn
-        if conn is None:
-            return
-        conn.write(data, late=True)
+        conn.write(data, late)
 
     async def close(self) -> None:
         self._closing = True
