@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import os
 import time
-import uuid
 from collections import deque
 from typing import Any
+
+from pyiii._ids import id_source
 
 #: An item is (is_text, payload bytes); ``None`` marks the end of the stream.
 Item = tuple[bool, bytes] | None
@@ -25,8 +25,7 @@ UNATTACHED_TTL_S = 300.0
 
 #: Channel ids: a random UUID-v4-shaped prefix per process and a counter (as the engine's call ids);
 #: ids are not secrets, the access keys are.
-_ID_PREFIX = str(uuid.uuid4())[:24]
-_ID_COUNTER = itertools.count(1)
+_ID_PREFIX, _ID_COUNTER = id_source()
 #: Access keys are UUID v4 strings of 16 random bytes, sliced from one ``os.urandom`` read per this many keys:
 #: ``uuid4()`` per key was 9 % of an HTTP request's cost (bench/RESULTS.md, http section).
 _KEY_BYTES = 16
@@ -155,7 +154,7 @@ class ChannelRegistry:
         request held for 5 minutes were ~100 MB at a few thousand requests per second)."""
         take = _keys.take
         channel = Channel(
-            f"{_ID_PREFIX}{next(_ID_COUNTER):012x}",
+            _ID_PREFIX + hex(next(_ID_COUNTER))[3:],
             None if engine_end == "write" else take(),
             None if engine_end == "read" else take(),
             buffer_size,

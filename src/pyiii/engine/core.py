@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import logging
 import time
 import uuid
@@ -26,6 +25,7 @@ from msgspec import UNSET, Raw
 
 from pyiii._deadlines import RESOLUTION_S, Deadlines
 from pyiii._eager import start_eagerly
+from pyiii._ids import id_source
 from pyiii.engine.invocations import CallContext, Pending
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
@@ -67,8 +67,8 @@ from pyiii.protocol.messages import (
 
 log = logging.getLogger("pyiii.engine")
 
-_TID_PREFIX = str(uuid.uuid4())[:24]
-_TID_COUNTER = itertools.count(1)
+#: Invocation ids the engine makes (UUID v4 shaped; see pyiii._ids).
+_TID_PREFIX, _TID_COUNTER = id_source()
 
 #: Trigger type ids that workers can never provide (§5.3 rule 1).
 BUILTIN_TYPE_IDS = frozenset(
@@ -840,7 +840,7 @@ class Engine:
         if caller_inv_id and caller_inv_id not in self.pending:
             tid = caller_inv_id
         else:  # UUID v4 shaped (version and variant bits in the random prefix), no uuid4() per call
-            tid = f"{_TID_PREFIX}{next(_TID_COUNTER):012x}"
+            tid = _TID_PREFIX + hex(next(_TID_COUNTER))[3:]
         pending = Pending(tid, fid, target, caller, caller_inv_id, future)
         self.pending[tid] = pending
         target.inflight[tid] = pending

@@ -888,12 +888,15 @@ class III:
         traceparent = message.traceparent if isinstance(message.traceparent, str) else None
         handler = entry.handler
         if handler.is_async:
-            # Keep a reference: the loop holds tasks weakly (asyncio docs, create_task).
+            # Keep a reference: the loop holds tasks weakly (asyncio docs, create_task). Named after
+            # the function: more useful in a task dump than "Task-N", whose formatting was 0.5 % of
+            # an in-process todo write.
             key = next(self._handler_keys)
             task = self._loop.create_task(
                 self._run_async(
                     handler, invocation_id, function_id, data, metadata, traceparent, self._gen, key
-                )
+                ),
+                name=function_id,
             )
             if not task.done():  # (an eager task factory may already have finished it)
                 self._handler_tasks[key] = task

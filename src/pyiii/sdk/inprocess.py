@@ -29,13 +29,12 @@ An in-process client does not reconnect: when the engine closes it (engine stop)
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from msgspec import UNSET
 
+from pyiii._ids import id_source
 from pyiii.engine.core import NOT_BUILTIN
 from pyiii.engine.local import connect_local
 from pyiii.protocol.messages import InvokeFunction, Reattach, WorkerMessage
@@ -72,8 +71,7 @@ class InProcessTransport(Transport):
         self.connected = False
         # Invocation ids: a random UUID v4 prefix and a counter, so ids stay UUID-shaped and unique
         # without paying for uuid4() on every call (the engine accepts any non-empty string, D6).
-        self._id_prefix = str(uuid.uuid4())[:24]
-        self._counter = itertools.count(1)
+        self._id_prefix, self._counter = id_source()
         self._background: asyncio.Future[Any] | None = None
 
     @property
@@ -86,7 +84,7 @@ class InProcessTransport(Transport):
         return url if isinstance(url, str) else None
 
     def new_invocation_id(self) -> str:
-        return f"{self._id_prefix}{next(self._counter):012x}"
+        return self._id_prefix + hex(next(self._counter))[3:]
 
     def start(self, events: TransportEvents) -> None:
         self._events = events

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
 
+from pyiii._ids import id_source
 from pyiii.protocol.codec import Ignored, decode_engine_frame, encode
 from pyiii.protocol.messages import WorkerMessage
 from pyiii.protocol.wsframes import FrameBatch
@@ -161,15 +160,14 @@ class RemoteTransport(Transport):
         # Invocation ids: a random UUID v4 prefix and a counter, as in the in-process transport: still
         # UUID v4-shaped and unique (§10.5 rule 5, D6), without uuid4()'s getrandom syscall and UUID
         # object on every call.
-        self._id_prefix = str(uuid.uuid4())[:24]
-        self._ids = itertools.count(1)
+        self._id_prefix, self._ids = id_source()
 
     @property
     def address(self) -> str:
         return self._url
 
     def new_invocation_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):012x}"
+        return self._id_prefix + hex(next(self._ids))[3:]
 
     def channel_base_url(self) -> str | None:
         url = self._url.split("?", 1)[0].rstrip("/")
