@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from msgspec import UNSET, Raw
 
-from pyiii.protocol.codec import Ignored, Malformed, decode_worker_frame, encode
+from pyiii.protocol.codec import (
+    Ignored,
+    Malformed,
+    decode_worker_frame,
+    encode,
+    find_channel_ref_spelling,
+    may_hold_channel_ref,
+)
 from pyiii.protocol.messages import (
     ErrorBody,
     ErrorMessage,
@@ -751,3 +758,24 @@ def test_relayed_payload_bytes_are_unchanged() -> None:
     assert out == (
         b'{"type":"invokefunction","invocation_id":"i","function_id":"f","data":{ "b" : 1.50, "a":[1 ,2] }}'
     )
+
+
+# ------------------------------------------------------------------------------ channel ref scan
+
+
+_REF_SPELLINGS = [b'{"channel_id":1}', b'{"\\u0063hannel_id":1}', b"\\u", b"x"]
+
+
+@given(st.binary(max_size=64) | st.sampled_from(_REF_SPELLINGS))
+def test_the_two_channel_ref_scans_agree(text: bytes) -> None:
+    """``may_hold_channel_ref`` (bytes.find) and ``find_channel_ref_spelling`` (a regex, any buffer)
+    give the same answer."""
+    assert may_hold_channel_ref(text) is (find_channel_ref_spelling(memoryview(text)) is not None)
+
+
+def test_only_json_that_could_spell_a_channel_id_may_hold_a_ref() -> None:
+    """A ref needs the key ``channel_id``, spelled out or with a ``\\u`` escape (protocol.md §9)."""
+    assert may_hold_channel_ref(b'{"a":{"channel_id":"c","access_key":"k","direction":"read"}}')
+    assert may_hold_channel_ref(b'{"\\u0063hannel_id":"c"}')
+    assert not may_hold_channel_ref(b'{"channel":"id","title":"channel_id is a word"}')
+    assert not may_hold_channel_ref(b"")

@@ -17,6 +17,43 @@ if TYPE_CHECKING:
     from pyiii.engine.core import Engine
 
 
+class PayloadHint:
+    """Where channel refs can be in a payload an engine module is dispatching, for an in-process SDK.
+
+    An SDK replaces every channel ref in a call's data (a dict with ``channel_id``, ``access_key`` and
+    ``direction``, protocol.md §9) with a reader or writer, so it walks all of the data, as the
+    official SDKs do. A remote SDK first scans the frame's bytes; an in-process one gets the engine's
+    own objects and had to walk them: 3 % of the instructions of an embedded todo write
+    (bench/RESULTS.md, session 6). A module that builds a payload knows better: an HTTP request's
+    refs are its ``request_body`` and ``response`` (its body holds one only if the raw JSON could
+    spell one), a state event holds none unless a value's encoding could spell one.
+
+    Such a module sets :data:`PAYLOAD_HINT` around its dispatch, which delivers to an in-process
+    peer synchronously::
+
+        hint = PAYLOAD_HINT
+        hint.payload, hint.ref_keys = payload, ("request_body", "response")
+        try:
+            call = engine.invoke_future(function_id, payload)
+        finally:
+            hint.payload = None
+
+    and an in-process SDK that receives that very object (``is``) looks for refs only at
+    ``ref_keys``, top-level keys of a dict payload. Anything else, or the same object at any other
+    time, is walked as before; a hint lost to a nested dispatch only costs the walk.
+    """
+
+    __slots__ = ("payload", "ref_keys")
+
+    def __init__(self) -> None:
+        self.payload: Any = None
+        self.ref_keys: tuple[str, ...] = ()
+
+
+#: The one hint (everything runs on the engine's loop thread).
+PAYLOAD_HINT = PayloadHint()
+
+
 class LocalPeer(Peer):
     """Engine side of an in-process client. ``deliver`` receives every message the engine sends;
     ``on_close`` is called with the close code when the engine closes the connection."""

@@ -7,6 +7,7 @@ when the frame names a usable ``invocation_id``, D5).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -38,6 +39,18 @@ _encoder = msgspec.json.Encoder()
 
 encode = _encoder.encode
 """Compact JSON bytes of a message (or any JSON-able value)."""
+
+
+def may_hold_channel_ref(json: bytes) -> bool:
+    """Whether JSON text could decode to something holding a channel ref (protocol.md §9): a ref
+    needs the key ``"channel_id"``, spelled out or with a ``\\u`` escape. (Two ``bytes.find``: a
+    third of the regex below's time on a 120-byte value.)"""
+    return json.find(b'"channel_id"') >= 0 or json.find(b"\\u") >= 0
+
+
+#: :func:`may_hold_channel_ref` for any buffer (``msgspec.Raw`` has no ``find``): a match object
+#: or ``None``. A bound regex search, so hot paths call it without a Python frame around it.
+find_channel_ref_spelling = re.compile(rb'"channel_id"|\\u').search
 
 
 def decode_worker_frame(frame: bytes | str) -> WorkerMessageIn | Ignored | Malformed:

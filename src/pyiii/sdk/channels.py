@@ -188,14 +188,15 @@ class Channel:
     reader_ref: StreamChannelRef
 
 
+def _from_ref(ref: StreamChannelRef, base_url: str) -> ChannelReader | ChannelWriter:
+    return ChannelReader(base_url, ref) if ref["direction"] == "read" else ChannelWriter(base_url, ref)
+
+
 def materialize_channel_refs(data: Any, base_url: str) -> Any:
     """``data`` with every channel ref replaced by a reader or writer (containers copied only if needed)."""
     if type(data) is dict:
         if "channel_id" in data and is_channel_ref(data):
-            ref: StreamChannelRef = data  # type: ignore[assignment]
-            return (
-                ChannelReader(base_url, ref) if ref["direction"] == "read" else ChannelWriter(base_url, ref)
-            )
+            return _from_ref(data, base_url)  # type: ignore[arg-type]
         out = None
         for key, value in data.items():
             if type(value) is dict or type(value) is list:
@@ -216,6 +217,19 @@ def materialize_channel_refs(data: Any, base_url: str) -> Any:
                     items[i] = new
         return data if items is None else items
     return data
+
+
+def materialize_keys(data: dict[str, Any], keys: tuple[str, ...], base_url: str) -> dict[str, Any]:
+    """:func:`materialize_channel_refs` of a dict known to hold channel refs only at the top-level
+    ``keys`` (``pyiii.engine.local.PayloadHint``): copied only if one of them holds one."""
+    out = None
+    for key in keys:
+        value = data.get(key)
+        if type(value) is dict and "channel_id" in value and is_channel_ref(value):
+            if out is None:
+                out = dict(data)
+            out[key] = _from_ref(value, base_url)  # type: ignore[arg-type]
+    return data if out is None else out
 
 
 def _channel_from_refs(client: III, result: Any) -> Channel:

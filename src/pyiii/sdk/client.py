@@ -19,7 +19,6 @@ import inspect
 import itertools
 import logging
 import os
-import re
 import threading
 import traceback
 import uuid
@@ -34,7 +33,7 @@ from msgspec.json import decode as decode_json
 
 from pyiii._deadlines import Deadlines
 from pyiii.protocol import errors as codes
-from pyiii.protocol.codec import to_python
+from pyiii.protocol.codec import find_channel_ref_spelling, to_python
 from pyiii.protocol.errors import InvocationError, RegistrationRejectedError
 from pyiii.protocol.messages import (
     ErrorBody,
@@ -95,7 +94,6 @@ _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _DEFAULT_NS_PREFIXES = ("engine::", "configuration::")
 
 _get_running_loop = asyncio._get_running_loop  # C accessor: None outside a loop, no exception
-_MAY_HOLD_CHANNEL_REF = re.compile(rb'"channel_id"|\\u').search
 
 
 class _Pending(msgspec.Struct):
@@ -257,6 +255,9 @@ class III:
         )
         self._not_direct: Any = getattr(transport, "NOT_DIRECT", None)
         self._channel_base = transport.channel_base_url()
+        self._materialize: Callable[[Any, str], Any] = getattr(
+            transport, "materialize_channel_refs", materialize_channel_refs
+        )
         self._dispatch: dict[type, Callable[[Any], None]] = {
             InvocationResult: self._on_result,
             InvokeFunction: self._on_invoke,
@@ -875,11 +876,11 @@ class III:
         channel_base = self._channel_base
         if data.__class__ is Raw:
             # Only a frame holding "channel_id" (or a \u escape that could spell it) can carry a ref.
-            if channel_base is not None and _MAY_HOLD_CHANNEL_REF(memoryview(data)) is None:
+            if channel_base is not None and find_channel_ref_spelling(memoryview(data)) is None:
                 channel_base = None
             data = decode_json(data)
         if channel_base is not None and (type(data) is dict or type(data) is list):
-            data = materialize_channel_refs(data, channel_base)
+            data = self._materialize(data, channel_base)
         metadata = message.metadata
         if metadata is UNSET:
             metadata = None

@@ -36,8 +36,9 @@ from msgspec import UNSET
 
 from pyiii._ids import id_source
 from pyiii.engine.core import NOT_BUILTIN
-from pyiii.engine.local import connect_local
+from pyiii.engine.local import PAYLOAD_HINT, connect_local
 from pyiii.protocol.messages import InvokeFunction, Reattach, WorkerMessage
+from pyiii.sdk.channels import materialize_channel_refs, materialize_keys
 from pyiii.sdk.replay import REGISTER_WORKER
 from pyiii.sdk.transport import Transport, TransportEvents
 
@@ -111,6 +112,14 @@ class InProcessTransport(Transport):
         outcome: Any = self._engine.handle(peer, message)
         if outcome is not None:  # only reattach is asynchronous, and it is never sent from here
             self._background = asyncio.ensure_future(outcome)
+
+    def materialize_channel_refs(self, data: Any, base_url: str) -> Any:
+        """Only where the engine module that built ``data`` says refs can be (``PayloadHint``)."""
+        hint = PAYLOAD_HINT
+        if data is hint.payload:
+            keys = hint.ref_keys
+            return materialize_keys(data, keys, base_url) if keys else data
+        return materialize_channel_refs(data, base_url)
 
     def direct_call(
         self,

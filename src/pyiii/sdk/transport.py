@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from pyiii.protocol.messages import WorkerMessage
+from pyiii.sdk.channels import materialize_channel_refs
 from pyiii.sdk.types import ConnectionState
 
 __all__ = ["PayloadTooLarge", "Transport", "TransportEvents"]
@@ -87,3 +88,8 @@ class Transport(ABC):
     def channel_base_url(self) -> str | None:
         """``ws://host:port`` of the engine for channel sockets (§9), or ``None`` when unknown."""
         return None
+
+    def materialize_channel_refs(self, data: Any, base_url: str) -> Any:
+        """An invocation's decoded ``data`` with its channel refs as readers and writers (§9). A
+        transport that knows where a payload's refs can be (the in-process one) may look only there."""
+        return materialize_channel_refs(data, base_url)

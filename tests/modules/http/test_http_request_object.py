@@ -158,3 +158,34 @@ async def test_json_body_over_the_limit(make_http: Any) -> None:
     )
     assert (status, data) == (413, expected)
     assert (await seen(http, "POST", "/small", json={"k": 1}))["body"] == {"k": 1}
+
+
+async def test_channel_refs_in_a_json_body_reach_an_in_process_handler_as_readers(
+    http: HttpHarness, worker: III
+) -> None:
+    """A channel ref in a JSON body becomes a reader for an in-process handler, as for a remote one
+    (protocol.md §9), spelled out or with a \\u escape; the request's own two channels are a reader
+    and a writer whatever the body. (The HTTP module tells the in-process SDK where refs can be,
+    ``PayloadHint``: a wrong "only the two channels" fails here.)"""
+    from pyiii.sdk.channels import ChannelReader, ChannelWriter
+
+    got: list[Any] = []
+
+    async def handler(data: Any) -> Any:
+        got.append(data)
+        return {"ok": True}
+
+    await http.route(worker, "refs::post", handler, "/refs", "POST")
+    ref = '{"channel_id":"c1","access_key":"k1","direction":"read"}'
+    escaped = '{"\\u0063hannel_id":"c1","access_key":"k1","direction":"read"}'
+    for body in (f'{{"in":{ref}}}', f'{{"in":[{escaped}]}}', '{"in":{"n":1}}'):
+        status, _ = await http.json("POST", "/refs", data=body, headers={"Content-Type": "application/json"})
+        assert status == 200
+    spelled, escaped_ref, plain = got
+    assert isinstance(spelled["body"]["in"], ChannelReader)
+    assert spelled["body"]["in"].ref == {"channel_id": "c1", "access_key": "k1", "direction": "read"}
+    assert isinstance(escaped_ref["body"]["in"][0], ChannelReader)
+    assert plain["body"] == {"in": {"n": 1}}
+    for data in got:
+        assert isinstance(data["request_body"], ChannelReader)
+        assert isinstance(data["response"], ChannelWriter)

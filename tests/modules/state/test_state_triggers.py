@@ -503,3 +503,31 @@ async def test_shutdown_discards_what_is_left(make_state: Any) -> None:
     await module.triggers.close(wait_s=0.05)
     assert binding.state.stats.discarded == 3 and binding.state.stats.pending == 0
     await client.shutdown_async()
+
+
+# ------------------------------------------------------------------------------ channel refs in values
+
+
+async def test_channel_refs_in_values_reach_in_process_handlers_as_readers(
+    state: StateHarness, worker: III
+) -> None:
+    """An in-process handler gets an event as an SDK over the wire would (protocol.md §9): a channel ref
+    in a stored value, new or old, becomes a reader or writer; other values stay plain dicts. The
+    engine tells the in-process SDK which events hold no refs (``PayloadHint``): a wrong "none" fails
+    here."""
+    from pyiii.sdk.channels import ChannelReader, ChannelWriter
+
+    recorder, _ = watch(worker, {"scope": "refs"})
+    reader = {"channel_id": "c1", "access_key": "k1", "direction": "read"}
+    writer = {"channel_id": "c2", "access_key": "k2", "direction": "write"}
+    await state.set("refs", "a", {"n": 1, "streams": [{"in": reader}]})
+    await state.set("refs", "b", {"n": 2})
+    await state.set("refs", "a", writer)  # old value with a ref, new value a ref itself
+    await state.idle()
+    first, plain, last = await recorder.wait(3)
+    assert isinstance(first["new_value"]["streams"][0]["in"], ChannelReader)
+    assert first["new_value"]["n"] == 1 and first["old_value"] is None
+    assert first["new_value"]["streams"][0]["in"].ref == reader
+    assert plain["new_value"] == {"n": 2} and type(plain["new_value"]) is dict
+    assert isinstance(last["old_value"]["streams"][0]["in"], ChannelReader)
+    assert isinstance(last["new_value"], ChannelWriter) and last["new_value"].ref == writer

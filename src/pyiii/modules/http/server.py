@@ -25,6 +25,8 @@ from pyiii._deadlines import Deadlines
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import Channel, ChannelRegistry
 from pyiii.engine.core import Engine
+from pyiii.engine.local import PAYLOAD_HINT
+from pyiii.protocol.codec import may_hold_channel_ref
 from pyiii.protocol.errors import InvocationError
 
 from . import response as resp
@@ -38,6 +40,10 @@ log = logging.getLogger("pyiii.http")
 CHANNEL_BUFFER = 64
 #: §11.1: how long a null result waits for a writer to attach to the response channel.
 SETTLE_S = 0.2
+
+
+#: The keys of a handler's payload that hold its channel refs (§8.5).
+_CHANNEL_KEYS = ("request_body", "response")
 
 
 @dataclass(slots=True)
@@ -59,6 +65,8 @@ class _Request:
     settle_until: float | None = None
     #: The deadline (§13.1) cancelled the request's task.
     expired: bool = False
+    #: The JSON body's text could spell a channel ref (then an in-process handler's SDK walks it all).
+    body_may_hold_refs: bool = False
     channel_ids: list[str] = field(default_factory=list)
     tasks: list[asyncio.Future[Any]] = field(default_factory=list)
 
@@ -320,6 +328,8 @@ class HttpServer:
         if raw is None:
             return None, resp.payload_too_large(limit)
         channel.preload([(False, raw), None] if raw else [None])
+        if raw:
+            state.body_may_hold_refs = may_hold_channel_ref(raw)
         return parse_json_body(raw), None
 
     async def _run_handler(
@@ -333,9 +343,17 @@ class HttpServer:
         channel items are both there at a wake-up, queued items are applied first (in order), then
         a non-null result decides unless a binary chunk already committed the stream."""
         binding = route.binding
-        call = self.engine.invoke_future(
-            binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
-        )
+        # Headers, query and path parameters are strings: the refs are the two channels, and the
+        # body's if its text could spell one (PayloadHint: what an in-process SDK need not walk).
+        hint = PAYLOAD_HINT
+        if not state.body_may_hold_refs:
+            hint.payload, hint.ref_keys = payload, _CHANNEL_KEYS
+        try:
+            call = self.engine.invoke_future(
+                binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
+            )
+        finally:
+            hint.payload = None
         state.tasks.append(call)
         loop = self.loop
         head = resp.StreamHead()

@@ -25,7 +25,9 @@ from msgspec import UNSET
 
 from pyiii._deadlines import Deadlines
 from pyiii._eager import finish, start_eagerly
+from pyiii.engine.local import PAYLOAD_HINT
 from pyiii.engine.registry import Binding
+from pyiii.protocol.codec import may_hold_channel_ref
 from pyiii.protocol.errors import InvocationError, TriggerRegistrationError
 
 from .ops import invalid_type
@@ -70,6 +72,11 @@ def event_payload(event_type: str, scope: str, key: str, old_value: Any, new_val
         "scope": scope,
         "type": "state",
     }
+
+
+#: A queued event: its payload, and whether it holds no channel refs (its values' encodings cannot
+#: spell one; see ``pyiii.engine.local.PayloadHint``).
+Event = tuple[dict[str, Any], bool]
 
 
 class DeliveryStats:
@@ -146,7 +153,7 @@ class StateTrigger:
         self.since: Any = None
         self.stats = DeliveryStats()
         #: (scope, key) -> events not yet finished; the head is the one being delivered.
-        self.queues: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self.queues: dict[tuple[str, str], deque[Event]] = {}
         self.closed = False
 
     def delivery_stats(self) -> dict[str, Any]:
@@ -255,7 +262,7 @@ class StateTriggers:
             self.events_dropped_disabled += 1
             log.debug("state event %s %r/%r dropped: triggers are disabled", event_type, scope, key)
             return
-        payload: dict[str, Any] | None = None
+        event: Event | None = None
         for group in (
             self._any,
             self._exact.get((scope, key)),
@@ -267,7 +274,7 @@ class StateTriggers:
             for trigger in group.values():
                 if position is not None and trigger.since is not None and position <= trigger.since:
                     continue
-                if payload is None:
+                if event is None:
                     payload = event_payload(
                         event_type,
                         scope,
@@ -275,15 +282,20 @@ class StateTriggers:
                         None if old is None else decode_value(old),
                         None if new is None else decode_value(new),
                     )
-                self._enqueue(trigger, (scope, key), payload)
+                    ref_free = not (
+                        (old is not None and may_hold_channel_ref(old))
+                        or (new is not None and may_hold_channel_ref(new))
+                    )
+                    event = (payload, ref_free)
+                self._enqueue(trigger, (scope, key), event)
 
-    def _enqueue(self, trigger: StateTrigger, scope_key: tuple[str, str], payload: dict[str, Any]) -> None:
+    def _enqueue(self, trigger: StateTrigger, scope_key: tuple[str, str], event: Event) -> None:
         trigger.stats.pending += 1
         queue = trigger.queues.get(scope_key)
         if queue is not None:
-            queue.append(payload)
+            queue.append(event)
             return
-        queue = trigger.queues[scope_key] = deque((payload,))
+        queue = trigger.queues[scope_key] = deque((event,))
         if trigger.config.condition_function_id is None:
             # The common case: each event is one call, driven by its future's done-callback (no
             # coroutine and no task per event). The call is on its way to the handler's worker in
@@ -309,9 +321,7 @@ class StateTriggers:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drain(
-        self, trigger: StateTrigger, scope_key: tuple[str, str], queue: deque[dict[str, Any]]
-    ) -> None:
+    async def _drain(self, trigger: StateTrigger, scope_key: tuple[str, str], queue: deque[Event]) -> None:
         """Deliver one key's events to one trigger, one at a time, in order (§7.5 rule 1)."""
         try:
             while queue:
@@ -325,13 +335,14 @@ class StateTriggers:
             if trigger.queues.get(scope_key) is queue:
                 del trigger.queues[scope_key]
 
-    async def _deliver(self, trigger: StateTrigger, payload: dict[str, Any]) -> None:
+    async def _deliver(self, trigger: StateTrigger, event: Event) -> None:
+        payload, ref_free = event
         binding = trigger.binding
         stats = trigger.stats
         condition = trigger.config.condition_function_id
         if condition is not None:
             try:
-                verdict = await self._call(condition, payload, binding.namespace, None)
+                verdict = await self._call(condition, payload, binding.namespace, None, ref_free)
             except Exception as exc:
                 stats.condition_failed += 1
                 self._log_failure(trigger, payload, condition, exc, "condition")
@@ -340,7 +351,7 @@ class StateTriggers:
                 stats.condition_skipped += 1
                 return
         try:
-            await self._call(binding.function_id, payload, binding.namespace, binding.metadata)
+            await self._call(binding.function_id, payload, binding.namespace, binding.metadata, ref_free)
         except Exception as exc:
             self._record_outcome(trigger, payload, exc)
         else:
@@ -361,9 +372,11 @@ class StateTriggers:
         stats.last_error = self._error_record(error)
         self._log_failure(trigger, payload, trigger.binding.function_id, error, "handler")
 
-    async def _call(self, function_id: str, payload: Any, namespace: str, metadata: Any) -> Any:
+    async def _call(
+        self, function_id: str, payload: Any, namespace: str, metadata: Any, ref_free: bool = False
+    ) -> Any:
         """One call under ``trigger_timeout_ms``; raises ``TimeoutError`` when it expires."""
-        call, slot = self._start_call(function_id, payload, namespace, metadata)
+        call, slot = self._start_call(function_id, payload, namespace, metadata, ref_free)
         try:
             return await call
         except asyncio.CancelledError:
@@ -374,11 +387,22 @@ class StateTriggers:
             self._expired_call(call, slot)
 
     def _start_call(
-        self, function_id: str, payload: Any, namespace: str, metadata: Any
+        self, function_id: str, payload: Any, namespace: str, metadata: Any, ref_free: bool = False
     ) -> tuple[asyncio.Future[Any], int | None]:
-        """Dispatch one call; the future is cancelled once ``trigger_timeout_ms`` passes."""
+        """Dispatch one call; the future is cancelled once ``trigger_timeout_ms`` passes. ``ref_free``:
+        the payload holds no channel refs (an in-process SDK need not walk it, ``PayloadHint``)."""
         timeout_ms = self._live.trigger_timeout_ms
-        call = self._engine.invoke_future(function_id, payload, namespace=namespace, metadata=metadata)
+        if ref_free:
+            hint = PAYLOAD_HINT
+            hint.payload, hint.ref_keys = payload, ()
+            try:
+                call = self._engine.invoke_future(
+                    function_id, payload, namespace=namespace, metadata=metadata
+                )
+            finally:
+                hint.payload = None
+        else:
+            call = self._engine.invoke_future(function_id, payload, namespace=namespace, metadata=metadata)
         slot = self._deadlines.add(call, timeout_ms / 1000, None) if timeout_ms and not call.done() else None
         return call, slot
 
@@ -497,7 +521,7 @@ class _Drain:
         owner: StateTriggers,
         trigger: StateTrigger,
         scope_key: tuple[str, str],
-        queue: deque[dict[str, Any]],
+        queue: deque[Event],
     ) -> None:
         self.owner = owner
         self.trigger = trigger
@@ -510,12 +534,13 @@ class _Drain:
         owner, trigger, queue = self.owner, self.trigger, self.queue
         binding = trigger.binding
         while queue:
+            payload, ref_free = queue[0]
             try:
                 call, self.slot = owner._start_call(
-                    binding.function_id, queue[0], binding.namespace, binding.metadata
+                    binding.function_id, payload, binding.namespace, binding.metadata, ref_free
                 )
             except Exception as exc:  # (dispatching raised: counted like a failed call)
-                owner._record_outcome(trigger, queue[0], exc)
+                owner._record_outcome(trigger, payload, exc)
                 self._pop()
                 continue
             owner._calls.add(call)
@@ -535,7 +560,7 @@ class _Drain:
             error = TimeoutError() if expired else call.exception()
             if error is not None and not isinstance(error, Exception):
                 error = RuntimeError(repr(error))
-            owner._record_outcome(self.trigger, self.queue[0], error)
+            owner._record_outcome(self.trigger, self.queue[0][0], error)
         self._pop()
         self.deliver()
 
