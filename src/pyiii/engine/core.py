@@ -913,8 +913,6 @@ class Engine:
             return
         self._deadlines.remove(pending.slot, pending.id)
         pending.target.inflight.pop(pending.id, None)
-        tp = _opt_str(msg.traceparent)
-        bg = _opt_str(msg.baggage)
         if present(msg.error):
             err = msg.error
             self._fail(
@@ -925,8 +923,8 @@ class Engine:
                 err.code,
                 err.message,
                 err.stacktrace,
-                tp,
-                bg,
+                _opt_str(msg.traceparent),
+                _opt_str(msg.baggage),
             )
             return
         result = msg.result
@@ -939,7 +937,14 @@ class Engine:
             return
         caller = pending.caller
         if caller is not None and caller.live and pending.caller_invocation_id:
-            self._reply(caller, pending.caller_invocation_id, pending.function_id, result, tp, bg)
+            self._reply(
+                caller,
+                pending.caller_invocation_id,
+                pending.function_id,
+                result,
+                _opt_str(msg.traceparent),
+                _opt_str(msg.baggage),
+            )
 
     def _track_deadline(self, pending: Pending) -> None:
         pending.slot = self._deadlines.add(pending.id, self._timeout_s, None)
