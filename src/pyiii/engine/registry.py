@@ -56,6 +56,9 @@ class FunctionEntry:
         """Next live owner, round-robin (§5.1 rule 2); owners under an eviction probe are skipped."""
         owners = self.owners
         n = len(owners)
+        if n == 1:  # the common case: one worker serves the function
+            peer = owners[0]
+            return peer if peer.live and not peer.probing else None
         for _ in range(n):
             self.rr = (self.rr + 1) % n
             peer = owners[self.rr]
