@@ -27,6 +27,7 @@ from pyiii._deadlines import RESOLUTION_S, Deadlines
 from pyiii._eager import start_eagerly
 from pyiii._ids import id_source
 from pyiii.engine.invocations import CallContext, Pending
+from pyiii.engine.local import PAYLOAD_HINT
 from pyiii.engine.peer import FrameTooLarge, Peer
 from pyiii.engine.registry import (
     DEFAULT_NS,
@@ -1104,13 +1105,21 @@ class Engine:
         return await future
 
     def invoke_future(
-        self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NS, metadata: Any = None
+        self,
+        function_id: str,
+        data: Any = None,
+        *,
+        namespace: str = DEFAULT_NS,
+        metadata: Any = None,
+        ref_keys: tuple[str, ...] | None = None,
     ) -> asyncio.Future[Any]:
         """:meth:`invoke` as a future, already dispatched: no coroutine and no task for a worker's
         function (front doors that wait on a call together with something else, http.md §12).
 
         The future fails with :class:`InvocationError` as :meth:`invoke` raises it; cancelling it
-        abandons the call (a late result is dropped)."""
+        abandons the call (a late result is dropped). ``ref_keys``: the caller built ``data`` and
+        knows it holds channel refs only at these top-level keys (``()``: none), which an in-process
+        worker's SDK then need not look for elsewhere (:class:`~pyiii.engine.local.PayloadHint`)."""
         entry = self.functions.resolve(namespace, function_id)
         if entry is None or (entry.builtin is not None and entry.taskless):
             call = self.invoke(function_id, data, namespace=namespace, metadata=metadata)
@@ -1118,7 +1127,15 @@ class Engine:
         # A worker's function, or a built-in that runs as a task of its own (``_dispatch``).
         future: asyncio.Future[Any] = self.loop.create_future()
         meta = UNSET if metadata is None else metadata
-        self._dispatch(entry, data, meta, None, None, None, None, future, namespace)
+        if ref_keys is None:
+            self._dispatch(entry, data, meta, None, None, None, None, future, namespace)
+            return future
+        hint = PAYLOAD_HINT  # an in-process peer receives the call within _dispatch
+        hint.payload, hint.ref_keys = data, ref_keys
+        try:
+            self._dispatch(entry, data, meta, None, None, None, None, future, namespace)
+        finally:
+            hint.payload = None
         return future
 
     def call_builtin(

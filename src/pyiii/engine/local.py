@@ -28,18 +28,10 @@ class PayloadHint:
     refs are its ``request_body`` and ``response`` (its body holds one only if the raw JSON could
     spell one), a state event holds none unless a value's encoding could spell one.
 
-    Such a module sets :data:`PAYLOAD_HINT` around its dispatch, which delivers to an in-process
-    peer synchronously::
-
-        hint = PAYLOAD_HINT
-        hint.payload, hint.ref_keys = payload, ("request_body", "response")
-        try:
-            call = engine.invoke_future(function_id, payload)
-        finally:
-            hint.payload = None
-
-    and an in-process SDK that receives that very object (``is``) looks for refs only at
-    ``ref_keys``, top-level keys of a dict payload. Anything else, or the same object at any other
+    Such a module passes ``ref_keys`` to :meth:`Engine.invoke_future`, which sets
+    :data:`PAYLOAD_HINT` around its dispatch (that delivers to an in-process peer synchronously) and
+    clears it after. An in-process SDK that receives that very object (``is``) looks for refs only
+    at ``ref_keys``, top-level keys of a dict payload. Anything else, or the same object at any other
     time, is walked as before; a hint lost to a nested dispatch only costs the walk.
     """
 

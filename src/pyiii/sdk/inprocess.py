@@ -5,7 +5,7 @@ The client runs on the engine's loop. Outbound messages are handed to ``engine.h
 the engine delivers its messages by calling the client synchronously (``LocalPeer.send``), and the
 client never answers from inside that call: handlers run as tasks or in the thread pool.
 
-Four deliberate shortcuts:
+Five deliberate shortcuts:
 
 * a :class:`~pyiii.sdk.logger.Logger` record goes straight into the engine's log store
   (``Engine.log_sink``, set by the observability module) instead of as an ``engine::log::<level>``
@@ -15,7 +15,9 @@ Four deliberate shortcuts:
   that is ready at once (a read, ``stream::send``) is returned without a loop turn. About 2.8 of the
   3.5 µs of such a call were the messages (bench/RESULTS.md). Anything else (a worker's function,
   an authorizer to ask, metadata, an Enqueue action) takes the message path;
-
+* a handler's data is searched for channel refs only where the engine module that built it says
+  they can be (``pyiii.engine.local.PayloadHint``: an HTTP request's two channels, none in a state
+  event), instead of whole; anything else is searched whole, as every SDK does;
 * the ``engine::workers::register`` Void call of the replay is applied with
   ``Engine.register_worker_info`` directly, so the namespace is fixed and every registration made
   right after ``register_worker(engine)`` is applied at once instead of waiting for a task;

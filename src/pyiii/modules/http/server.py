@@ -25,7 +25,6 @@ from pyiii._deadlines import Deadlines
 from pyiii.config import HttpSettings
 from pyiii.engine.channels import Channel, ChannelRegistry
 from pyiii.engine.core import Engine
-from pyiii.engine.local import PAYLOAD_HINT
 from pyiii.protocol.codec import may_hold_channel_ref
 from pyiii.protocol.errors import InvocationError
 
@@ -344,16 +343,14 @@ class HttpServer:
         a non-null result decides unless a binary chunk already committed the stream."""
         binding = route.binding
         # Headers, query and path parameters are strings: the refs are the two channels, and the
-        # body's if its text could spell one (PayloadHint: what an in-process SDK need not walk).
-        hint = PAYLOAD_HINT
-        if not state.body_may_hold_refs:
-            hint.payload, hint.ref_keys = payload, _CHANNEL_KEYS
-        try:
-            call = self.engine.invoke_future(
-                binding.function_id, payload, namespace=binding.namespace, metadata=binding.metadata
-            )
-        finally:
-            hint.payload = None
+        # body's if its text could spell one (then nothing is said: an in-process SDK walks it all).
+        call = self.engine.invoke_future(
+            binding.function_id,
+            payload,
+            namespace=binding.namespace,
+            metadata=binding.metadata,
+            ref_keys=None if state.body_may_hold_refs else _CHANNEL_KEYS,
+        )
         state.tasks.append(call)
         loop = self.loop
         head = resp.StreamHead()

@@ -25,7 +25,6 @@ from msgspec import UNSET
 
 from pyiii._deadlines import Deadlines
 from pyiii._eager import finish, start_eagerly
-from pyiii.engine.local import PAYLOAD_HINT
 from pyiii.engine.registry import Binding
 from pyiii.protocol.codec import may_hold_channel_ref
 from pyiii.protocol.errors import InvocationError, TriggerRegistrationError
@@ -392,17 +391,9 @@ class StateTriggers:
         """Dispatch one call; the future is cancelled once ``trigger_timeout_ms`` passes. ``ref_free``:
         the payload holds no channel refs (an in-process SDK need not walk it, ``PayloadHint``)."""
         timeout_ms = self._live.trigger_timeout_ms
-        if ref_free:
-            hint = PAYLOAD_HINT
-            hint.payload, hint.ref_keys = payload, ()
-            try:
-                call = self._engine.invoke_future(
-                    function_id, payload, namespace=namespace, metadata=metadata
-                )
-            finally:
-                hint.payload = None
-        else:
-            call = self._engine.invoke_future(function_id, payload, namespace=namespace, metadata=metadata)
+        call = self._engine.invoke_future(
+            function_id, payload, namespace=namespace, metadata=metadata, ref_keys=() if ref_free else None
+        )
         slot = self._deadlines.add(call, timeout_ms / 1000, None) if timeout_ms and not call.done() else None
         return call, slot
 
