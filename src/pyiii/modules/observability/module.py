@@ -147,8 +147,8 @@ class ObservabilityModule(Module):
     async def start(self, host: ModuleHost) -> None:
         self._host = host
         # None of them awaits anything: started in the caller's context, no task per call.
-        for level in SEVERITIES:
-            host.register_function(f"engine::log::{level}", self._log_handler(level),
+        for level, function_id in _LOG_FUNCTIONS.items():
+            host.register_function(function_id, self._log_handler(level),
                                    description=f"Store a {level} log record", taskless=True)  # fmt: skip
         host.register_function(
             "engine::logs::list", self._list, description="List stored log records", taskless=True
